@@ -1,0 +1,35 @@
+# kiln — see README.md. Every target installs what it needs.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
+BIN := bin
+export CGO_ENABLED := 0
+
+.PHONY: all build deps test demo docs check-docs clean
+
+all: build
+
+build: $(BIN)/executor $(BIN)/buildkitd $(BIN)/rootlesskit
+
+$(BIN)/executor: FORCE
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
+
+# BuildKit and rootlesskit are pinned by go.mod's tool directives.
+$(BIN)/buildkitd: go.mod go.sum
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/moby/buildkit/cmd/buildkitd
+
+$(BIN)/rootlesskit: go.mod go.sum
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit
+
+deps:
+	./hack/install-deps.sh
+
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 60m ./...
+
+clean:
+	rm -rf $(BIN)
+
+FORCE:

@@ -1,0 +1,28 @@
+package depspin
+
+import (
+	_ "github.com/containerd/platforms"
+	_ "github.com/docker/cli/cli/config"
+	_ "github.com/google/go-containerregistry/pkg/authn"
+	_ "github.com/google/go-containerregistry/pkg/name"
+	_ "github.com/google/go-containerregistry/pkg/registry"
+	_ "github.com/google/go-containerregistry/pkg/v1/empty"
+	_ "github.com/google/go-containerregistry/pkg/v1/layout"
+	_ "github.com/google/go-containerregistry/pkg/v1/mutate"
+	_ "github.com/google/go-containerregistry/pkg/v1/remote"
+	_ "github.com/google/go-containerregistry/pkg/v1/tarball"
+	_ "github.com/moby/buildkit/client"
+	_ "github.com/moby/buildkit/frontend/dockerfile/instructions"
+	_ "github.com/moby/buildkit/frontend/dockerfile/parser"
+	_ "github.com/moby/buildkit/frontend/dockerfile/dockerignore"
+	_ "github.com/moby/buildkit/session/auth/authprovider"
+	_ "github.com/moby/buildkit/session/secrets/secretsprovider"
+	_ "github.com/moby/buildkit/util/progress/progressui"
+	_ "github.com/moby/patternmatcher"
+	_ "github.com/sirupsen/logrus"
+	_ "github.com/spf13/cobra"
+	_ "github.com/spf13/pflag"
+	_ "github.com/tonistiigi/fsutil"
+	_ "github.com/rootless-containers/rootlesskit/v2/pkg/parent"
+	_ "go.yaml.in/yaml/v3"
+)
