@@ -69,9 +69,12 @@ type Options struct {
 	SkipTLSVerifyRegistries     []string
 	RegistryCertificates        map[string]string   // host -> CA file
 	RegistryClientCerts         map[string]string   // host -> "cert,key"
-	RegistryMaps                map[string][]string // registry -> replacements, in order
-	RegistryMirrors             []string
+	RegistryMaps                map[string][]string // registry -> replacements, in order; mirrors already appended under index.docker.io, as Kaniko does
+	RegistryMirrors             []string            // as given (flags, then KANIKO_REGISTRY_MIRROR), for reporting
 	SkipDefaultRegistryFallback bool
+
+	// AzureContainerRegistryConfig is accepted for compatibility only.
+	AzureContainerRegistryConfig string
 
 	// Logging.
 	Verbosity    string

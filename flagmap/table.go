@@ -26,7 +26,30 @@ const (
 	KeyValue    Kind = "key=value"   // repeatable key=value, later keys win
 	MultiKeyMap Kind = "multi-map"   // repeatable, ';'-separated key=value pairs appended per key
 	GitKind     Kind = "git-options" // repeatable key=value for git contexts
-	Enum        Kind = "enum"        // one of Values
+	Enum        Kind = "enum"        // one of Values, checked while parsing
+)
+
+// EnvRule says how a flag's environment variable combines with the command line.
+type EnvRule string
+
+const (
+	// EnvFallback uses the variable while the flag still holds its default.
+	EnvFallback EnvRule = "fallback"
+	// EnvOverride replaces the flag's value whenever the variable is set
+	// (Kaniko's KANIKO_NO_PUSH; an unparsable boolean counts as false).
+	EnvOverride EnvRule = "override"
+	// EnvAppend adds the variable as one more occurrence after the command line.
+	EnvAppend EnvRule = "append"
+)
+
+// Redaction says which part of a flag's values may be secret.
+type Redaction string
+
+const (
+	// RedactAfterEquals hides what follows the first '=' (build-arg values).
+	RedactAfterEquals Redaction = "after-equals"
+	// RedactURLUserinfo hides user:password@ inside URLs (git and https contexts).
+	RedactURLUserinfo Redaction = "url-userinfo"
 )
 
 // Flag is one row of the table: everything kiln knows about one flag spelling.
@@ -35,8 +58,9 @@ type Flag struct {
 	Shorthand   string // one letter, or ""
 	Kind        Kind
 	Default     string   // as Kaniko's --help shows it
-	Values      []string // allowed values for Enum
+	Values      []string // allowed values (checked for Enum while parsing, for others by ValidateFlags)
 	Env         string   // environment variable that also sets it, or ""
+	EnvRule     EnvRule  // how Env combines with the command line; "" when Env is ""
 	Usage       string   // help text, in our words
 	Disposition Disposition
 	BuildKit    string // what it becomes (native) or how kiln does it (emulated)
@@ -45,4 +69,318 @@ type Flag struct {
 	AliasOf     string // deprecated spelling of this flag name
 	Kiln        bool   // kiln's own flag, not Kaniko's
 	Issue       string // for partly implemented flags: what is still missing
+	Redact      Redaction
+	// Field points into Options; nil for aliases, which share their target's field.
+	Field func(*Options) any
+}
+
+// Table is the single source of truth for kiln's command line: the parser,
+// --help, docs/flags.md and the migration dry-run all read it.
+var Table = []Flag{
+	// Input, build and stage selection.
+	{Name: "dockerfile", Shorthand: "f", Kind: String, Default: "Dockerfile",
+		Usage:       "Dockerfile to build: a path (tried as given, then inside the context) or an http(s) URL",
+		Disposition: Native, BuildKit: "local source `dockerfile` (the file's directory) + frontend option `filename`; URLs are fetched first",
+		Field: func(o *Options) any { return &o.Dockerfile }},
+	{Name: "context", Shorthand: "c", Kind: String, Default: "/workspace/",
+		Usage:       "build context: a local directory, or dir://, tar://, git://, https://, s3:// or gs:// source",
+		Disposition: Native, BuildKit: "local source `context`; git:// becomes a git source; tarball sources (tar://, https://, s3://) are unpacked by kiln first",
+		Redact: RedactURLUserinfo,
+		Field:  func(o *Options) any { return &o.Context }},
+	{Name: "context-sub-path", Kind: String,
+		Usage:       "directory inside a remote context to use as the context (ignored for local directories)",
+		Disposition: Native, BuildKit: "frontend option `contextsubdir` (git: `#ref:subdir`)",
+		Field: func(o *Options) any { return &o.ContextSubPath }},
+	{Name: "bucket", Shorthand: "b", Kind: String, Hidden: true,
+		Usage:       "Google Cloud Storage bucket holding the context as context.tar.gz",
+		Disposition: Unsupported,
+		Reason:      "Google Cloud Storage contexts are not supported yet; download and unpack the tarball in an init step and pass --context=dir://<directory>",
+		Field:       func(o *Options) any { return &o.Bucket }},
+	{Name: "git", Kind: GitKind, Default: "branch=,single-branch=false,recurse-submodules=false",
+		Usage:       "option for git:// contexts, one key=value per use: branch, single-branch, recurse-submodules, insecure-skip-tls",
+		Disposition: Native, BuildKit: "git source attributes (ref, keep-git-dir off, submodules)",
+		Field: func(o *Options) any { return &o.Git }},
+	{Name: "build-arg", Kind: Multi,
+		Usage:       "ARG value as NAME=VALUE; a bare NAME takes the value from the environment (repeatable)",
+		Disposition: Native, BuildKit: "frontend option `build-arg:NAME`",
+		Redact: RedactAfterEquals,
+		Field:  func(o *Options) any { return &o.BuildArgs }},
+	{Name: "target", Kind: String,
+		Usage:       "stage to build (case-insensitive); empty builds the last stage",
+		Disposition: Native, BuildKit: "frontend option `target`",
+		Field: func(o *Options) any { return &o.Target }},
+	{Name: "skip-unused-stages", Kind: Bool, Default: "false",
+		Usage:       "build only the stages the target depends on",
+		Disposition: Native, BuildKit: "always on in BuildKit's Dockerfile frontend",
+		Reason: "BuildKit never builds stages the target does not need, so --skip-unused-stages=false still skips them: RUN steps in unrelated stages do not run",
+		Field:  func(o *Options) any { return &o.SkipUnusedStages }},
+	{Name: "custom-platform", Kind: String,
+		Usage:       "platform to build for, os/arch[/variant] (default: this machine's platform)",
+		Disposition: Native, BuildKit: "frontend option `platform`",
+		Field: func(o *Options) any { return &o.CustomPlatform }},
+	{Name: "label", Kind: Multi,
+		Usage:       "image label as key=value (repeatable)",
+		Disposition: Native, BuildKit: "frontend option `label:KEY`",
+		Field: func(o *Options) any { return &o.Labels }},
+
+	// Destinations and outputs.
+	{Name: "destination", Shorthand: "d", Kind: Multi,
+		Usage:       "image reference to push to; repeat for several",
+		Disposition: Native, BuildKit: "image exporter `name` with `push=true`; kiln pushes each destination in order",
+		Field: func(o *Options) any { return &o.Destinations }},
+	{Name: "no-push", Kind: Bool, Default: "false", Env: "KANIKO_NO_PUSH", EnvRule: EnvOverride,
+		Usage:       "build without pushing the image (cache layers are still pushed unless --no-push-cache)",
+		Disposition: Native, BuildKit: "image exporter with `push=false`",
+		Field: func(o *Options) any { return &o.NoPush }},
+	{Name: "tar-path", Kind: String,
+		Usage:       "also write the image as a docker-save tarball to this path",
+		Disposition: Emulated, BuildKit: "written by kiln from the exported image in Kaniko's tarball layout",
+		Field: func(o *Options) any { return &o.TarPath }},
+	{Name: "oci-layout-path", Kind: String,
+		Usage:       "also write the image as an OCI image layout directory",
+		Disposition: Emulated, BuildKit: "written by kiln from the exported image, replacing index.json as Kaniko does",
+		Field: func(o *Options) any { return &o.OCILayoutPath }},
+	{Name: "digest-file", Kind: String,
+		Usage:       "write the image's manifest digest (sha256:...) to this file",
+		Disposition: Emulated, BuildKit: "BuildKit's `containerimage.digest`, written by kiln in Kaniko's format",
+		Field: func(o *Options) any { return &o.DigestFile }},
+	{Name: "image-name-with-digest-file", Kind: String,
+		Usage:       "write repository@digest for each destination to this file",
+		Disposition: Emulated, BuildKit: "written by kiln in Kaniko's format",
+		Field: func(o *Options) any { return &o.ImageNameDigestFile }},
+	{Name: "image-name-tag-with-digest-file", Kind: String,
+		Usage:       "write repository:tag@digest for each destination to this file",
+		Disposition: Emulated, BuildKit: "written by kiln in Kaniko's format",
+		Field: func(o *Options) any { return &o.ImageNameTagDigestFile }},
+	{Name: "push-retry", Kind: Int, Default: "0",
+		Usage:       "extra attempts for each push, with growing pauses",
+		Disposition: Emulated, BuildKit: "kiln retries its own push (1s, 2s, 4s... like Kaniko)",
+		Field: func(o *Options) any { return &o.PushRetry }},
+	{Name: "push-ignore-immutable-tag-errors", Kind: Bool, Default: "false",
+		Usage:       "count a push refused because the tag is immutable as a success",
+		Disposition: Emulated, BuildKit: "kiln matches the registry's immutable-tag error texts",
+		Field: func(o *Options) any { return &o.PushIgnoreImmutableTagError }},
+	{Name: "skip-push-permission-check", Kind: Bool, Default: "false",
+		Usage:       "do not check that each destination accepts pushes before building",
+		Disposition: Emulated, BuildKit: "kiln probes write access before the solve unless this is set",
+		Field: func(o *Options) any { return &o.SkipPushPermissionCheck }},
+
+	// Caching.
+	{Name: "cache", Kind: Bool, Default: "false",
+		Usage:       "use a registry layer cache",
+		Disposition: Native, BuildKit: "cache import and export `type=registry,mode=max`",
+		Field: func(o *Options) any { return &o.Cache }},
+	{Name: "cache-repo", Kind: String,
+		Usage:       "repository for cache layers (default: <first destination>/cache; oci:<dir> for a local cache)",
+		Disposition: Native, BuildKit: "registry cache `ref` (oci: becomes a `type=local` cache)",
+		Field: func(o *Options) any { return &o.CacheRepo }},
+	{Name: "cache-dir", Kind: String, Default: "/cache",
+		Usage:       "directory of base-image tarballs written by Kaniko's cache warmer (read with --cache)",
+		Disposition: Emulated, BuildKit: "kiln serves warmed base images to BuildKit instead of pulling them",
+		Field: func(o *Options) any { return &o.CacheDir }},
+	{Name: "cache-ttl", Kind: Duration, Default: "336h0m0s",
+		Usage:       "maximum age of a cache entry, with a unit (e.g. 6h)",
+		Disposition: Emulated, BuildKit: "kiln ignores warmed base images older than this; BuildKit's registry cache has no age limit",
+		Field: func(o *Options) any { return &o.CacheTTL }},
+	{Name: "cache-copy-layers", Kind: Bool, Default: "false",
+		Usage:       "also cache COPY layers",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit caches every instruction, COPY included, keyed by the copied content",
+		Field:  func(o *Options) any { return &o.CacheCopyLayers }},
+	{Name: "cache-run-layers", Kind: Bool, Default: "true",
+		Usage:       "cache RUN layers",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit caches every instruction; --cache-run-layers=false cannot exclude RUN steps (use --cache=false to build without the registry cache)",
+		Field:  func(o *Options) any { return &o.CacheRunLayers }},
+	{Name: "no-push-cache", Kind: Bool, Default: "false",
+		Usage:       "do not upload cache layers",
+		Disposition: Native, BuildKit: "cache import without cache export",
+		Field: func(o *Options) any { return &o.NoPushCache }},
+	{Name: "compressed-caching", Kind: Bool, Default: "true",
+		Usage:       "keep compressed copies of layers while caching (Kaniko memory trade-off)",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit stores layers in its content store; there is no in-memory copy to tune",
+		Field:  func(o *Options) any { return &o.CompressedCaching }},
+
+	// Snapshotting and filesystem.
+	{Name: "snapshot-mode", Kind: String, Default: "full", Values: []string{"full", "redo", "time"},
+		Usage:       "how Kaniko detects changed files: full, redo or time",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit's snapshotter records every change of a step exactly; there is no file scan to tune",
+		Field:  func(o *Options) any { return &o.SnapshotMode }},
+	{Name: "single-snapshot", Kind: Bool, Default: "false",
+		Usage:       "take one snapshot per stage, after its last instruction",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit writes one layer per filesystem-changing instruction; the image has more layers than Kaniko's single-snapshot image, with the same files",
+		Field:  func(o *Options) any { return &o.SingleSnapshot }},
+	{Name: "use-new-run", Kind: Bool, Default: "false",
+		Usage:       "Kaniko's experimental RUN change detection",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit runs each RUN in its own snapshot and sees every change without a scan",
+		Field:  func(o *Options) any { return &o.UseNewRun }},
+	{Name: "ignore-path", Kind: Multi,
+		Usage:       "path Kaniko leaves out of snapshots (repeatable)",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "RUN steps execute in BuildKit containers, so nothing of the builder's own filesystem can enter the image; files a RUN writes under this path are kept (remove them in the RUN if they must not ship)",
+		Field:  func(o *Options) any { return &o.IgnorePaths }},
+	{Name: "ignore-var-run", Kind: Bool, Default: "true",
+		Usage:       "leave /var/run out of snapshots",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "the builder's /var/run (sockets, secrets) is never part of a BuildKit image; files a RUN writes under /var/run are kept, where Kaniko dropped them",
+		Field:  func(o *Options) any { return &o.IgnoreVarRun }},
+	{Name: "force-build-metadata", Kind: Bool, Default: "false",
+		Usage:       "write a layer for every instruction, even ones that change no files",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit records metadata-only instructions as history entries without layers; no empty layers are added",
+		Field:  func(o *Options) any { return &o.ForceBuildMetadata }},
+	{Name: "cleanup", Kind: Bool, Default: "false",
+		Usage:       "delete the build filesystem when the build ends",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "builds happen in BuildKit's snapshots, never in the executor's own filesystem, so there is nothing to clean",
+		Field:  func(o *Options) any { return &o.Cleanup }},
+	{Name: "kaniko-dir", Kind: String, Default: "/kaniko", Env: "KANIKO_DIR", EnvRule: EnvFallback,
+		Usage:       "kiln's work directory (Dockerfile copy, unpacked contexts, .docker/ credentials)",
+		Disposition: Emulated, BuildKit: "kiln keeps Kaniko's paths; BuildKit's own state lives elsewhere",
+		Field: func(o *Options) any { return &o.KanikoDir }},
+	{Name: "image-fs-extract-retry", Kind: Int, Default: "0",
+		Usage:       "retries for unpacking a base image's filesystem",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit unpacks base layers into its snapshotter itself; download retries are --image-download-retry",
+		Field:  func(o *Options) any { return &o.ImageFSExtractRetry }},
+	{Name: "image-download-retry", Kind: Int, Default: "0",
+		Usage:       "retries for downloading base images",
+		Disposition: Emulated, BuildKit: "kiln retries the solve's image resolution",
+		Field: func(o *Options) any { return &o.ImageDownloadRetry }},
+	{Name: "force", Kind: Bool, Default: "false",
+		Usage:       "run even when no container runtime is detected",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "kiln never writes to its own root filesystem (BuildKit isolates RUN), so it needs no container check",
+		Field:  func(o *Options) any { return &o.Force }},
+	{Name: "reproducible", Kind: Bool, Default: "false",
+		Usage:       "strip timestamps so that identical inputs give identical images",
+		Disposition: Emulated, BuildKit: "build-arg SOURCE_DATE_EPOCH (from the environment, else 0) + exporter `rewrite-timestamp=true`, then kiln normalises the image like Kaniko",
+		Field: func(o *Options) any { return &o.Reproducible }},
+
+	// Compression.
+	{Name: "compression", Kind: Enum, Values: []string{"gzip", "zstd"},
+		Usage:       "compression of new layers: gzip or zstd (default gzip)",
+		Disposition: Native, BuildKit: "exporter `compression`",
+		Field: func(o *Options) any { return &o.Compression }},
+	{Name: "compression-level", Kind: Int, Default: "-1",
+		Usage:       "compression level; values <= 0 keep the default",
+		Disposition: Native, BuildKit: "exporter `compression-level` (kiln passes 1 when unset, Kaniko's gzip speed)",
+		Field: func(o *Options) any { return &o.CompressionLevel }},
+
+	// Registry access.
+	{Name: "insecure", Kind: Bool, Default: "false",
+		Usage:       "push and read the cache over plain HTTP",
+		Disposition: Native, BuildKit: "exporter `registry.insecure=true` and plain-HTTP registry settings",
+		Field: func(o *Options) any { return &o.Insecure }},
+	{Name: "insecure-pull", Kind: Bool, Default: "false",
+		Usage:       "pull base images over plain HTTP",
+		Disposition: Native, BuildKit: "buildkitd registry `http = true` for pulled registries",
+		Field: func(o *Options) any { return &o.InsecurePull }},
+	{Name: "insecure-registry", Kind: Multi,
+		Usage:       "registry (host[:port]) to reach over plain HTTP for pushes and pulls (repeatable)",
+		Disposition: Native, BuildKit: "buildkitd `[registry.\"host\"] http = true`",
+		Field: func(o *Options) any { return &o.InsecureRegistries }},
+	{Name: "skip-tls-verify", Kind: Bool, Default: "false",
+		Usage:       "do not verify registry certificates (pushes and pulls)",
+		Disposition: Native, BuildKit: "buildkitd registry `insecure = true`; kiln's pushes skip verification",
+		Field: func(o *Options) any { return &o.SkipTLSVerify }},
+	{Name: "skip-tls-verify-pull", Kind: Bool, Default: "false",
+		Usage:       "accepted for compatibility; Kaniko never used it",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "Kaniko itself never reads this flag; use --skip-tls-verify or --skip-tls-verify-registry to skip verification for pulls",
+		Field:  func(o *Options) any { return &o.SkipTLSVerifyPull }},
+	{Name: "skip-tls-verify-registry", Kind: Multi,
+		Usage:       "registry whose certificate is not verified (repeatable)",
+		Disposition: Native, BuildKit: "buildkitd `[registry.\"host\"] insecure = true`",
+		Field: func(o *Options) any { return &o.SkipTLSVerifyRegistries }},
+	{Name: "registry-certificate", Kind: KeyValue,
+		Usage:       "extra CA for a registry, as host=/path/to/ca.pem (repeatable)",
+		Disposition: Native, BuildKit: "buildkitd `[registry.\"host\"] ca = [...]`",
+		Field: func(o *Options) any { return &o.RegistryCertificates }},
+	{Name: "registry-client-cert", Kind: KeyValue,
+		Usage:       "mutual-TLS client certificate for a registry, as host=/path/to/cert,/path/to/key (repeatable)",
+		Disposition: Native, BuildKit: "buildkitd `[[registry.\"host\".keypair]]`",
+		Field: func(o *Options) any { return &o.RegistryClientCerts }},
+	{Name: "registry-map", Kind: MultiKeyMap, Env: "KANIKO_REGISTRY_MAP", EnvRule: EnvAppend,
+		Usage:       "pull a registry through replacements, as registry=replacement; several pairs may be joined with ';' (repeatable)",
+		Disposition: Native, BuildKit: "buildkitd `[registry.\"host\"] mirrors = [...]`",
+		Redact: RedactURLUserinfo,
+		Field:  func(o *Options) any { return &o.RegistryMaps }},
+	{Name: "registry-mirror", Kind: Multi, Env: "KANIKO_REGISTRY_MIRROR", EnvRule: EnvAppend,
+		Usage:       "mirror to pull Docker Hub images through (repeatable)",
+		Disposition: Native, BuildKit: "buildkitd `[registry.\"docker.io\"] mirrors = [...]`",
+		Redact: RedactURLUserinfo,
+		Field:  func(o *Options) any { return &o.RegistryMirrors }},
+	{Name: "skip-default-registry-fallback", Kind: Bool, Default: "false",
+		Usage:       "fail when every mirror or mapped registry fails instead of pulling from the original registry",
+		Disposition: Emulated, BuildKit: "kiln resolves base images through the mirrors itself and pins the result",
+		Field: func(o *Options) any { return &o.SkipDefaultRegistryFallback }},
+
+	// Logging.
+	{Name: "verbosity", Shorthand: "v", Kind: String, Default: "info",
+		Values:      []string{"trace", "debug", "info", "warn", "error", "fatal", "panic"},
+		Usage:       "log level: trace, debug, info, warn, error, fatal or panic",
+		Disposition: Native, BuildKit: "kiln's log level; debug and trace also show BuildKit's progress details",
+		Field: func(o *Options) any { return &o.Verbosity }},
+	{Name: "log-format", Kind: String, Default: "color", Values: []string{"text", "color", "json"},
+		Usage:       "log format: text, color or json",
+		Disposition: Native, BuildKit: "kiln's log format; BuildKit progress is printed as plain lines",
+		Field: func(o *Options) any { return &o.LogFormat }},
+	{Name: "log-timestamp", Kind: Bool, Default: "false",
+		Usage:       "prefix log lines with a timestamp",
+		Disposition: Native, BuildKit: "kiln's log format",
+		Field: func(o *Options) any { return &o.LogTimestamp }},
+
+	// Deprecated and hidden spellings Kaniko still accepts.
+	{Name: "snapshotMode", Kind: String, AliasOf: "snapshot-mode",
+		Usage: "deprecated spelling of --snapshot-mode"},
+	{Name: "customPlatform", Kind: String, AliasOf: "custom-platform",
+		Usage: "deprecated spelling of --custom-platform"},
+	{Name: "tarPath", Kind: String, AliasOf: "tar-path",
+		Usage: "deprecated spelling of --tar-path"},
+	{Name: "whitelist-var-run", Kind: Bool, Default: "true", AliasOf: "ignore-var-run", Hidden: true,
+		Usage: "deprecated spelling of --ignore-var-run"},
+	// Registered on the global flag set by a library Kaniko links, so Kaniko accepts it.
+	{Name: "azure-container-registry-config", Kind: String, Hidden: true,
+		Usage:       "path to an Azure credential file for Azure Container Registry",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "kiln takes registry credentials from DOCKER_CONFIG/config.json and its credential helpers; for Azure Container Registry use the docker-credential-acr-env helper or an auths entry",
+		Field:  func(o *Options) any { return &o.AzureContainerRegistryConfig }},
+
+	// kiln's own flags.
+	{Name: "buildkit-host", Kind: String, Env: "BUILDKIT_HOST", EnvRule: EnvFallback, Kiln: true,
+		Usage:       "address of an existing BuildKit daemon (e.g. tcp://buildkitd:1234); empty starts a private rootless one",
+		Disposition: Native, BuildKit: "BuildKit client address",
+		Field: func(o *Options) any { return &o.BuildkitHost }},
+	{Name: "migration-dry-run", Kind: Bool, Default: "false", Env: "KILN_MIGRATION_DRY_RUN", EnvRule: EnvFallback, Kiln: true,
+		Usage:       "check this invocation and report what kiln would do, without building or pushing",
+		Disposition: Native, BuildKit: "no build",
+		Field: func(o *Options) any { return &o.MigrationDryRun }},
+	{Name: "migration-report", Kind: Enum, Default: "text", Values: []string{"text", "json"}, Kiln: true,
+		Usage:       "format of the migration dry-run report: text or json",
+		Disposition: Native, BuildKit: "no build",
+		Field: func(o *Options) any { return &o.MigrationReport }},
+}
+
+// Lookup returns the table row for a long flag name, or nil.
+func Lookup(name string) *Flag {
+	for i := range Table {
+		if Table[i].Name == name {
+			return &Table[i]
+		}
+	}
+	return nil
+}
+
+// Target returns the row whose value this spelling sets: itself, or the
+// flag it is a deprecated alias of.
+func (f *Flag) Target() *Flag {
+	if f.AliasOf == "" {
+		return f
+	}
+	return Lookup(f.AliasOf)
 }
