@@ -1,0 +1,442 @@
+package testenv
+
+import (
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Registry is a real distribution-API registry (go-containerregistry's
+// pkg/registry, in memory) served over net/http on 127.0.0.1.
+type Registry struct {
+	Host   string // "127.0.0.1:PORT"
+	Scheme string // "http" or "https"
+
+	// TLS: the CA that signed the server certificate (valid for 127.0.0.1,
+	// ::1 and localhost). Empty for plain HTTP.
+	CAFile string
+	CA     *CA
+	// mTLS: a client certificate the server accepts. Empty unless required.
+	ClientCert KeyPair
+	clientTLS  []tls.Certificate
+
+	Username, Password string // empty unless basic auth is required
+
+	store  http.Handler // the bare registry, reached without auth, faults or logging
+	server *http.Server
+	tmpDir string // removed on Close when the registry created it
+
+	mu       sync.Mutex
+	faults   []*faultState
+	requests []Request
+}
+
+// Request is one request the registry answered, in arrival order.
+type Request struct {
+	Method   string
+	Path     string
+	Status   int
+	User     string // basic-auth user sent, if any
+	Injected bool   // answered by an injected fault
+}
+
+// Fault makes the registry answer the first Count matching requests with
+// Status (e.g. 500, 503, 429) before serving normally again.
+type Fault struct {
+	Count  int
+	Status int
+	Method string // "" matches every method
+	Path   string // regular expression matched against the URL path; "" matches all
+}
+
+type faultState struct {
+	Fault
+	path      *regexp.Regexp
+	remaining int
+}
+
+type registryConfig struct {
+	addr         string
+	tls          bool
+	mtls         bool
+	clientCA     *CA
+	user, pass   string
+	faults       []Fault
+	certDir      string
+	errorLogging io.Writer
+}
+
+// RegistryOption configures NewRegistry / StartRegistry.
+type RegistryOption func(*registryConfig)
+
+// WithTLS serves HTTPS with a certificate from a freshly generated CA.
+func WithTLS() RegistryOption { return func(c *registryConfig) { c.tls = true } }
+
+// WithMTLS serves HTTPS and requires a client certificate; one signed by the
+// accepted CA is written and exposed as Registry.ClientCert.
+func WithMTLS() RegistryOption { return func(c *registryConfig) { c.tls, c.mtls = true, true } }
+
+// WithClientCA serves HTTPS and requires client certificates signed by ca.
+func WithClientCA(ca *CA) RegistryOption {
+	return func(c *registryConfig) { c.tls, c.mtls, c.clientCA = true, true, ca }
+}
+
+// WithBasicAuth requires HTTP basic auth on every request; others get 401
+// with `WWW-Authenticate: Basic realm=...`.
+func WithBasicAuth(user, password string) RegistryOption {
+	return func(c *registryConfig) { c.user, c.pass = user, password }
+}
+
+// WithFault injects a fault from the first request on. Prefer
+// Registry.InjectFault after seeding base images.
+func WithFault(f Fault) RegistryOption {
+	return func(c *registryConfig) { c.faults = append(c.faults, f) }
+}
+
+// WithAddr listens on addr instead of 127.0.0.1 with a random port.
+func WithAddr(addr string) RegistryOption { return func(c *registryConfig) { c.addr = addr } }
+
+// WithCertDir writes the CA and certificates into dir instead of a temp dir.
+func WithCertDir(dir string) RegistryOption { return func(c *registryConfig) { c.certDir = dir } }
+
+// WithErrorLog sends the HTTP server's own errors (TLS handshake failures) to w.
+func WithErrorLog(w io.Writer) RegistryOption { return func(c *registryConfig) { c.errorLogging = w } }
+
+// StartRegistry starts a registry closed when the test ends.
+func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
+	t.Helper()
+	reg, err := NewRegistry(append([]RegistryOption{WithCertDir(ReadableTempDir(t))}, opts...)...)
+	if err != nil {
+		t.Fatalf("testenv: starting registry: %v", err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return reg
+}
+
+// NewRegistry starts a registry; the caller must Close it.
+func NewRegistry(opts ...RegistryOption) (*Registry, error) {
+	cfg := registryConfig{addr: "127.0.0.1:0", errorLogging: io.Discard}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	reg := &Registry{
+		Scheme:   "http",
+		Username: cfg.user,
+		Password: cfg.pass,
+		store:    registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+	}
+	for _, f := range cfg.faults {
+		if err := reg.InjectFault(f); err != nil {
+			return nil, err
+		}
+	}
+	listener, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	reg.Host = listener.Addr().String()
+	reg.server = &http.Server{
+		Handler:           http.HandlerFunc(reg.serveHTTP),
+		ErrorLog:          log.New(cfg.errorLogging, "testregistry: ", 0),
+		ReadHeaderTimeout: 30 * time.Second,
+	}
+	if cfg.tls {
+		tlsConfig, err := reg.setUpTLS(&cfg)
+		if err != nil {
+			listener.Close()
+			reg.removeTmpDir()
+			return nil, err
+		}
+		reg.Scheme = "https"
+		listener = tls.NewListener(listener, tlsConfig)
+	}
+	go reg.server.Serve(listener)
+	return reg, nil
+}
+
+func (r *Registry) setUpTLS(cfg *registryConfig) (*tls.Config, error) {
+	dir := cfg.certDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "kiln-registry-"); err != nil {
+			return nil, err
+		}
+		r.tmpDir = dir
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	ca, err := NewCA(dir, "registry-ca")
+	if err != nil {
+		return nil, err
+	}
+	serverPair, err := ca.IssueServer("registry", "127.0.0.1", "::1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	serverCert, err := serverPair.TLSCertificate()
+	if err != nil {
+		return nil, err
+	}
+	r.CA, r.CAFile = ca, ca.CertFile
+	tlsConfig := &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}
+	if cfg.mtls {
+		clientCA := cfg.clientCA
+		if clientCA == nil {
+			if clientCA, err = NewCA(dir, "client-ca"); err != nil {
+				return nil, err
+			}
+			if r.ClientCert, err = clientCA.IssueClient("client"); err != nil {
+				return nil, err
+			}
+			clientCert, err := r.ClientCert.TLSCertificate()
+			if err != nil {
+				return nil, err
+			}
+			r.clientTLS = []tls.Certificate{clientCert}
+		}
+		tlsConfig.ClientAuth = tls.RequireAndVerifyClientCert
+		tlsConfig.ClientCAs = clientCA.Pool
+	}
+	return tlsConfig, nil
+}
+
+// Close stops serving and drops open connections.
+func (r *Registry) Close() error {
+	err := r.server.Close()
+	r.removeTmpDir()
+	return err
+}
+
+func (r *Registry) removeTmpDir() {
+	if r.tmpDir != "" {
+		os.RemoveAll(r.tmpDir)
+	}
+}
+
+// Ref returns host/path, e.g. Ref("app:v1") = "127.0.0.1:PORT/app:v1".
+func (r *Registry) Ref(path string) string { return r.Host + "/" + path }
+
+// InjectFault adds a fault, counted from the next request on.
+func (r *Registry) InjectFault(f Fault) error {
+	if f.Count <= 0 || f.Status < 400 || f.Status > 599 {
+		return fmt.Errorf("fault needs Count > 0 and a 4xx/5xx Status, got %+v", f)
+	}
+	state := &faultState{Fault: f, remaining: f.Count}
+	if f.Path != "" {
+		re, err := regexp.Compile(f.Path)
+		if err != nil {
+			return fmt.Errorf("fault path pattern %q: %w", f.Path, err)
+		}
+		state.path = re
+	}
+	r.mu.Lock()
+	r.faults = append(r.faults, state)
+	r.mu.Unlock()
+	return nil
+}
+
+// Requests returns every request answered so far.
+func (r *Registry) Requests() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.requests...)
+}
+
+// Writes returns the requests that could change content: PUT, POST, PATCH
+// and DELETE, whatever their outcome. Empty means nothing was pushed.
+func (r *Registry) Writes() []Request {
+	var writes []Request
+	for _, req := range r.Requests() {
+		switch req.Method {
+		case http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete:
+			writes = append(writes, req)
+		}
+	}
+	return writes
+}
+
+// ResetRequests forgets the requests logged so far.
+func (r *Registry) ResetRequests() {
+	r.mu.Lock()
+	r.requests = nil
+	r.mu.Unlock()
+}
+
+// Tags lists the tags of repo (nil when the repository does not exist),
+// read directly from the store: no auth, no faults, not logged.
+func (r *Registry) Tags(repo string) []string {
+	var body struct {
+		Tags []string `json:"tags"`
+	}
+	if !r.getJSON("/v2/"+repo+"/tags/list", &body) {
+		return nil
+	}
+	sort.Strings(body.Tags)
+	return body.Tags
+}
+
+// Repositories lists every repository held, sorted.
+func (r *Registry) Repositories() []string {
+	var body struct {
+		Repositories []string `json:"repositories"`
+	}
+	if !r.getJSON("/v2/_catalog?n=100000", &body) {
+		return nil
+	}
+	sort.Strings(body.Repositories)
+	return body.Repositories
+}
+
+func (r *Registry) getJSON(path string, into any) bool {
+	rec := httptest.NewRecorder()
+	r.store.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Code == http.StatusOK && json.Unmarshal(rec.Body.Bytes(), into) == nil
+}
+
+// Transport returns a client transport trusting the registry's CA and
+// presenting its client certificate when mTLS is on.
+func (r *Registry) Transport() *http.Transport {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if r.CA != nil {
+		transport.TLSClientConfig = &tls.Config{
+			RootCAs:      r.CA.Pool,
+			Certificates: r.clientTLS,
+			MinVersion:   tls.VersionTLS12,
+		}
+	}
+	return transport
+}
+
+// RemoteOptions are go-containerregistry remote options that reach this
+// registry as a well-configured client: CA trusted, client cert, credentials.
+func (r *Registry) RemoteOptions() []remote.Option {
+	auth := authn.Anonymous
+	if r.Username != "" {
+		auth = &authn.Basic{Username: r.Username, Password: r.Password}
+	}
+	return []remote.Option{remote.WithTransport(r.Transport()), remote.WithAuth(auth)}
+}
+
+// Pull fetches an image through the network path (logged, subject to faults).
+func (r *Registry) Pull(t testing.TB, path string) v1.Image {
+	t.Helper()
+	ref, err := name.ParseReference(r.Ref(path))
+	if err != nil {
+		t.Fatalf("testenv: reference %q: %v", path, err)
+	}
+	img, err := remote.Image(ref, r.RemoteOptions()...)
+	if err != nil {
+		t.Fatalf("testenv: pulling %s: %v", ref, err)
+	}
+	return img
+}
+
+// storeTransport reaches the store directly, so seeding base images neither
+// needs credentials nor shows up in Requests() nor consumes faults.
+type storeTransport struct{ store http.Handler }
+
+func (s storeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body == nil {
+		req.Body = http.NoBody
+	}
+	rec := httptest.NewRecorder()
+	s.store.ServeHTTP(rec, req)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
+}
+
+func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	user, _, _ := req.BasicAuth()
+	entry := Request{Method: req.Method, Path: req.URL.Path, User: user}
+	recorder := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		r.mu.Lock()
+		entry.Status = recorder.status
+		r.requests = append(r.requests, entry)
+		r.mu.Unlock()
+	}()
+	if status, ok := r.takeFault(req); ok {
+		entry.Injected = true
+		writeRegistryError(recorder, status, "UNAVAILABLE", "injected fault")
+		return
+	}
+	if !r.authorized(req) {
+		recorder.Header().Set("WWW-Authenticate", `Basic realm="kiln test registry"`)
+		writeRegistryError(recorder, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
+		return
+	}
+	r.store.ServeHTTP(recorder, req)
+}
+
+func (r *Registry) takeFault(req *http.Request) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.faults {
+		if f.remaining == 0 || (f.Method != "" && f.Method != req.Method) ||
+			(f.path != nil && !f.path.MatchString(req.URL.Path)) {
+			continue
+		}
+		f.remaining--
+		return f.Status, true
+	}
+	return 0, false
+}
+
+func (r *Registry) authorized(req *http.Request) bool {
+	if r.Username == "" {
+		return true
+	}
+	user, pass, ok := req.BasicAuth()
+	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1
+	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) == 1
+	return ok && userOK && passOK
+}
+
+func writeRegistryError(w http.ResponseWriter, status int, code, message string) {
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]string{{"code": code, "message": message}},
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wroteHeader {
+		s.status, s.wroteHeader = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wroteHeader = true
+	return s.ResponseWriter.Write(b)
+}
