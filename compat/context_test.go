@@ -1,0 +1,97 @@
+package compat
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kilnbuild/kiln/flagmap"
+)
+
+func TestResolveContextLocal(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "app")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts flagmap.Options
+		want string
+	}{
+		{"plain directory", flagmap.Options{Context: dir}, dir},
+		{"plain directory ignores sub path like Kaniko", flagmap.Options{Context: dir, ContextSubPath: "app"}, dir},
+		{"dir scheme", flagmap.Options{Context: "dir://" + dir}, dir},
+		{"dir scheme with sub path", flagmap.Options{Context: "dir://" + dir, ContextSubPath: "app"}, sub},
+		{"default context hides bucket", flagmap.Options{Context: dir, Bucket: "my-bucket"}, dir},
+	} {
+		bc, err := ResolveContext(&tc.opts)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if bc.Dir != tc.want {
+			t.Errorf("%s: Dir = %q, want %q", tc.name, bc.Dir, tc.want)
+		}
+		bc.Cleanup()
+	}
+}
+
+func TestResolveContextRelativeIsAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.Mkdir("ctx", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bc, err := ResolveContext(&flagmap.Options{Context: "ctx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(bc.Dir) || filepath.Base(bc.Dir) != "ctx" {
+		t.Fatalf("Dir = %q, want an absolute path ending in ctx", bc.Dir)
+	}
+}
+
+func TestResolveContextErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		opts  flagmap.Options
+		wants []string
+	}{
+		{"empty", flagmap.Options{}, []string{"--context is empty"}},
+		{"missing dir", flagmap.Options{Context: filepath.Join(dir, "nope")}, []string{"--context", "does not exist"}},
+		{"file", flagmap.Options{Context: file}, []string{"is not a directory"}},
+		{"missing sub path", flagmap.Options{Context: "dir://" + dir, ContextSubPath: "nope"}, []string{"--context-sub-path nope", "does not exist"}},
+		{"tar", flagmap.Options{Context: "tar://context.tar.gz"}, []string{"--context tar://context.tar.gz", "tar:// build contexts are not yet supported by kiln", "dir://"}},
+		{"tar stdin", flagmap.Options{Context: "tar://stdin"}, []string{"tar:// build contexts are not yet supported"}},
+		{"git", flagmap.Options{Context: "git://github.com/org/repo.git#refs/heads/main"}, []string{"git:// build contexts are not yet supported", "git clone"}},
+		{"gs", flagmap.Options{Context: "gs://bucket/ctx.tar.gz"}, []string{"gs:// build contexts are not yet supported"}},
+		{"s3", flagmap.Options{Context: "s3://bucket/ctx.tar.gz"}, []string{"s3:// build contexts are not yet supported"}},
+		{"https", flagmap.Options{Context: "https://example.com/ctx.tar.gz"}, []string{"https:// build contexts are not yet supported"}},
+		{"azure", flagmap.Options{Context: "https://acct.blob.core.windows.net/c/ctx.tar.gz"}, []string{"Azure Blob Storage build contexts are not yet supported"}},
+		{"bucket", flagmap.Options{Bucket: "my-bucket"}, []string{"--bucket gs://my-bucket", "gs:// build contexts are not yet supported"}},
+		{"bucket overrides a scheme context", flagmap.Options{Context: "dir://" + dir, Bucket: "s3://b/k"}, []string{"--bucket s3://b/k"}},
+		{"unknown scheme", flagmap.Options{Context: "http://example.com/ctx.tar.gz"}, []string{UnknownContextPrefixError}},
+	} {
+		_, err := ResolveContext(&tc.opts)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "\n") {
+			t.Errorf("%s: error spans lines: %q", tc.name, msg)
+		}
+		for _, want := range tc.wants {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: error %q lacks %q", tc.name, msg, want)
+			}
+		}
+	}
+}

@@ -1,0 +1,285 @@
+package compat
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/kilnbuild/kiln/flagmap"
+)
+
+// MissingDockerfileError is Kaniko's text when no Dockerfile is found.
+const MissingDockerfileError = "please provide a valid path to a Dockerfile within the build context with --dockerfile"
+
+var dockerfileURL = regexp.MustCompile(`^https?://`)
+
+// IsDockerfileURL reports whether --dockerfile names a URL Kaniko downloads.
+func IsDockerfileURL(path string) bool { return dockerfileURL.MatchString(path) }
+
+// ResolveDockerfile finds --dockerfile the way Kaniko does: a URL stays a
+// URL, then the path relative to the working directory, then relative to
+// the context directory. The result is absolute (or the URL).
+func ResolveDockerfile(opts *flagmap.Options, ctxDir string) (string, error) {
+	given := opts.Dockerfile
+	if given == "" {
+		given = "Dockerfile"
+	}
+	if IsDockerfileURL(given) {
+		return given, nil
+	}
+	for _, candidate := range []string{given, filepath.Join(ctxDir, given)} {
+		fi, err := os.Stat(candidate)
+		if err != nil {
+			continue
+		}
+		abs, err := filepath.Abs(candidate)
+		if err != nil {
+			return "", fmt.Errorf("--dockerfile %s: %v", given, err)
+		}
+		if fi.IsDir() {
+			return "", fmt.Errorf("--dockerfile %s: %s is a directory; name the file itself, e.g. --dockerfile=%s", given, abs, filepath.Join(given, "Dockerfile"))
+		}
+		return abs, nil
+	}
+	return "", fmt.Errorf("--dockerfile %s: not found in the working directory or in the context %s: %s", given, ctxDir, MissingDockerfileError)
+}
+
+// DockerignorePath is the ignore file Kaniko applies: <Dockerfile>.dockerignore
+// next to the Dockerfile when it exists, else <context>/.dockerignore. ok is
+// false when neither exists.
+func DockerignorePath(dockerfile, ctxDir string) (path string, ok bool) {
+	if !IsDockerfileURL(dockerfile) && fileExists(dockerfile+".dockerignore") {
+		return dockerfile + ".dockerignore", true
+	}
+	path = filepath.Join(ctxDir, ".dockerignore")
+	return path, fileExists(path)
+}
+
+// Dockerfile is what kiln needs to know about a Dockerfile before building.
+type Dockerfile struct {
+	Path     string
+	Syntax   string   // the "# syntax=" frontend image, or ""
+	MetaArgs []string // ARG names declared before the first FROM
+	Stages   []Stage
+	Warnings []string // parser warnings, one line each
+}
+
+// Stage is one FROM section.
+type Stage struct {
+	Index    int
+	Name     string // alias from "AS name", lower-cased by the parser, or ""
+	From     string // FROM value as written
+	Base     string // FROM value with meta ARGs and --build-arg expanded
+	Platform string // --platform as written, or ""
+	// BaseStage is the index of the earlier stage used as base, or -1.
+	BaseStage int
+	// CopyFrom lists COPY --from values that are not stages (images).
+	CopyFrom []string
+	// Needs lists the earlier stages this one uses (FROM or COPY --from).
+	Needs []int
+}
+
+// IsScratch reports whether the stage starts from the empty image.
+func (s Stage) IsScratch() bool { return strings.EqualFold(s.Base, "scratch") }
+
+// BaseImages lists the distinct registry images the Dockerfile pulls, in
+// order of first use: FROM images and COPY --from images.
+func (d *Dockerfile) BaseImages() []string {
+	seen := map[string]bool{}
+	var images []string
+	add := func(ref string) {
+		if ref != "" && !seen[ref] {
+			seen[ref] = true
+			images = append(images, ref)
+		}
+	}
+	for _, s := range d.Stages {
+		if s.BaseStage < 0 && !s.IsScratch() {
+			add(s.Base)
+		}
+		for _, ref := range s.CopyFrom {
+			add(ref)
+		}
+	}
+	return images
+}
+
+// TargetStage finds --target (case-insensitive, like Kaniko); an empty
+// target is the last stage.
+func (d *Dockerfile) TargetStage(target string) (Stage, error) {
+	if len(d.Stages) == 0 {
+		return Stage{}, fmt.Errorf("%s: no FROM instruction: a Dockerfile must start a stage with FROM", d.Path)
+	}
+	if target == "" {
+		return d.Stages[len(d.Stages)-1], nil
+	}
+	for _, s := range d.Stages {
+		if strings.EqualFold(s.Name, target) {
+			return s, nil
+		}
+	}
+	return Stage{}, fmt.Errorf("--target %s: no stage named %q in %s; use one of the names given with FROM … AS <name>", target, target, d.Path)
+}
+
+// ReadDockerfile reads a local Dockerfile or downloads a --dockerfile URL.
+func ReadDockerfile(ctx context.Context, path string) ([]byte, error) {
+	if !IsDockerfileURL(path) {
+		dt, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--dockerfile %s: %v", path, err)
+		}
+		return dt, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--dockerfile %s: %v", path, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("--dockerfile %s: download failed: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("--dockerfile %s: download failed: HTTP %s", path, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// ParseDockerfile parses a Dockerfile (path or URL) with BuildKit's parser
+// and expands each FROM with the meta ARGs and the --build-arg values.
+func ParseDockerfile(path string, buildArgs []string) (*Dockerfile, error) {
+	dt, err := ReadDockerfile(context.Background(), path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDockerfileBytes(path, dt, buildArgs)
+}
+
+// ParseDockerfileBytes is ParseDockerfile on contents already read; path
+// only names the file in errors.
+func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfile, error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	df := &Dockerfile{Path: path}
+	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
+		line := 0
+		if len(loc) > 0 {
+			line = loc[0].Start.Line
+		}
+		df.Warnings = append(df.Warnings, fmt.Sprintf("line %d: %s: %s", line, rule, msg))
+	}})
+	stages, metaArgs, err := instructions.Parse(result.AST, lint)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if syntax, _, _, ok := parser.DetectSyntax(dt); ok {
+		df.Syntax = syntax
+	}
+	for _, w := range result.Warnings {
+		df.Warnings = append(df.Warnings, w.Short)
+	}
+
+	given := map[string]string{}
+	for _, kv := range buildArgs {
+		k, v, _ := strings.Cut(kv, "=")
+		given[k] = v
+	}
+	lex := shell.NewLex(result.EscapeToken)
+	var scope []string // KEY=VALUE visible to FROM lines
+	for _, cmd := range metaArgs {
+		for _, arg := range cmd.Args {
+			df.MetaArgs = append(df.MetaArgs, arg.Key)
+			value, isGiven := given[arg.Key]
+			if !isGiven {
+				if arg.Value == nil {
+					continue
+				}
+				// Defaults may refer to earlier meta ARGs.
+				expanded, _, err := lex.ProcessWord(*arg.Value, shell.EnvsFromSlice(scope))
+				if err != nil {
+					return nil, fmt.Errorf("%s: ARG %s: %v", path, arg.Key, err)
+				}
+				value = expanded
+			}
+			scope = append(scope, arg.Key+"="+value)
+		}
+	}
+	env := shell.EnvsFromSlice(scope)
+
+	stageIndex := map[string]int{}
+	for i, st := range stages {
+		base, _, err := lex.ProcessWord(st.BaseName, env)
+		if err != nil {
+			return nil, fmt.Errorf("%s: FROM %s: %v", path, st.BaseName, err)
+		}
+		stage := Stage{Index: i, Name: st.Name, From: st.BaseName, Base: base, Platform: st.Platform, BaseStage: -1}
+		if idx, ok := stageIndex[strings.ToLower(base)]; ok {
+			stage.BaseStage = idx
+			stage.Needs = append(stage.Needs, idx)
+		}
+		if base == "" {
+			return nil, fmt.Errorf("%s: FROM %s expands to an empty image name; pass the ARG it uses with --build-arg", path, st.BaseName)
+		}
+		for _, c := range st.Commands {
+			cp, ok := c.(*instructions.CopyCommand)
+			if !ok || cp.From == "" {
+				continue
+			}
+			if idx, isStage := stageIndex[strings.ToLower(cp.From)]; isStage {
+				stage.Needs = append(stage.Needs, idx)
+			} else if n, isIndex := stageNumber(cp.From, i); isIndex {
+				stage.Needs = append(stage.Needs, n)
+			} else {
+				stage.CopyFrom = append(stage.CopyFrom, cp.From)
+			}
+		}
+		df.Stages = append(df.Stages, stage)
+		if st.Name != "" {
+			stageIndex[strings.ToLower(st.Name)] = i
+		}
+	}
+	return df, nil
+}
+
+// stageNumber parses ref as the index of a stage before current.
+func stageNumber(ref string, current int) (int, bool) {
+	n, err := strconv.Atoi(ref)
+	return n, err == nil && strconv.Itoa(n) == ref && n >= 0 && n < current
+}
+
+// UnusedStages lists the stages before target that target does not need:
+// Kaniko builds them unless --skip-unused-stages, BuildKit never does.
+func (d *Dockerfile) UnusedStages(target Stage) []Stage {
+	needed := map[int]bool{target.Index: true}
+	for i := target.Index; i >= 0; i-- {
+		if needed[i] {
+			for _, n := range d.Stages[i].Needs {
+				needed[n] = true
+			}
+		}
+	}
+	var unused []Stage
+	for _, s := range d.Stages[:target.Index] {
+		if !needed[s.Index] {
+			unused = append(unused, s)
+		}
+	}
+	return unused
+}
