@@ -20,6 +20,9 @@ import (
 // version is set at link time: -X github.com/kilnbuild/kiln/cli.version=...
 var version = "dev"
 
+// Version is the version stamped into this binary at build time.
+func Version() string { return version }
+
 // kanikoVersion is the Kaniko release whose command line kiln accepts.
 const kanikoVersion = "v1.23.2"
 

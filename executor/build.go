@@ -1,0 +1,279 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/publish"
+	"github.com/kilnbuild/kiln/flagmap"
+	"github.com/sirupsen/logrus"
+)
+
+// Builder runs one Kaniko invocation end to end: context, permission check,
+// daemon, solve into a private OCI layout, then Kaniko's publishers. It is
+// the cli's Engine and ContextResolver.
+type Builder struct {
+	Version string
+	Stdout  io.Writer // RUN output; nil means os.Stdout
+	Stderr  io.Writer // nil means os.Stderr
+
+	buildContext *compat.BuildContext
+	dockerfile   string
+}
+
+// ResolveContext is Kaniko's step 7: the build context, then the Dockerfile.
+func (b *Builder) ResolveContext(_ context.Context, inv *flagmap.Invocation) error {
+	bc, err := compat.ResolveContext(&inv.Options)
+	if err != nil {
+		return err
+	}
+	dockerfile, err := compat.ResolveDockerfile(&inv.Options, bc.Dir)
+	if err != nil {
+		bc.Cleanup()
+		return err
+	}
+	b.buildContext, b.dockerfile = bc, dockerfile
+	return nil
+}
+
+// Build runs the invocation. Nothing is pushed unless the whole build
+// succeeded; every daemon it started is gone when it returns.
+func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
+	opts := &inv.Options
+	if b.buildContext == nil {
+		if err := b.ResolveContext(ctx, inv); err != nil {
+			return err
+		}
+	}
+	defer b.buildContext.Cleanup()
+	warnUnimplemented(opts)
+
+	registry, err := compat.NewRegistrySettings(opts, b.Version)
+	if err != nil {
+		return err
+	}
+	dockerConfig := compat.DockerConfigDir(opts)
+	cfg := publish.FromOptions(opts)
+	cfg.Registry = registry
+	cfg.Keychain = compat.Keychain(dockerConfig)
+	cfg.Log = logrus.StandardLogger()
+	if err := absolutePaths(&cfg); err != nil {
+		return err
+	}
+	plan, err := publish.NewPlan(cfg)
+	if err != nil {
+		return err
+	}
+
+	work, err := os.MkdirTemp(workParent(opts), "kiln-build-")
+	if err != nil {
+		return fmt.Errorf("creating a work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	dockerfile, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
+	if err != nil {
+		return err
+	}
+	parsed, err := compat.ParseDockerfile(dockerfile, opts.BuildArgs)
+	if err != nil {
+		return fmt.Errorf("error parsing Dockerfile: %w", err)
+	}
+	if opts.Target != "" {
+		if _, err := parsed.TargetStage(opts.Target); err != nil {
+			return err
+		}
+	}
+
+	if err := publish.CheckPushPermissions(ctx, cfg); err != nil {
+		return err
+	}
+
+	hosts := daemonHosts(registry, parsed.BaseImages(), opts)
+	daemon, err := StartDaemon(ctx, DaemonConfig{
+		Host:               opts.BuildkitHost,
+		StateParent:        stateParent(opts),
+		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
+		Debug:              isDebug(opts.Verbosity),
+	})
+	if err != nil {
+		return err
+	}
+	defer daemon.Close()
+	c, err := daemon.Client(ctx)
+	if err != nil {
+		return err
+	}
+
+	req := SolveRequest{
+		ContextDir:       b.buildContext.Dir,
+		DockerfilePath:   dockerfile,
+		Target:           opts.Target,
+		BuildArgs:        keyValues(opts.BuildArgs),
+		Labels:           keyValues(opts.Labels),
+		Platform:         opts.CustomPlatform,
+		NoCache:          !opts.Cache,
+		HostNetwork:      true,
+		DockerConfigDir:  dockerConfig,
+		RegistryTLS:      registry.AuthTLSConfigs(hosts),
+		Compression:      opts.Compression,
+		CompressionLevel: opts.CompressionLevel,
+		OutputDir:        filepath.Join(work, "oci"),
+		Progress: ProgressOptions{
+			Logger: logrus.StandardLogger(),
+			Stdout: b.Stdout,
+			Stderr: b.Stderr,
+			Debug:  isDebug(opts.Verbosity),
+		},
+	}
+	if opts.SourceDateEpoch != nil {
+		req.SourceDateEpoch = strconv.FormatInt(*opts.SourceDateEpoch, 10)
+	}
+	res, err := Solve(ctx, c, req)
+	if err != nil {
+		return err
+	}
+	img, err := imageFromLayout(res)
+	if err != nil {
+		return err
+	}
+	return plan.Publish(ctx, img)
+}
+
+// stageDockerfile copies the Dockerfile (downloading a URL) into a private
+// directory, as Kaniko copies it to <kaniko dir>/Dockerfile: a Dockerfile that
+// .dockerignore excludes still builds, and only this file reaches BuildKit's
+// dockerfile source. Kaniko's ignore file goes along as
+// Dockerfile.dockerignore, which BuildKit's frontend prefers over the
+// context's .dockerignore exactly as Kaniko does.
+func stageDockerfile(ctx context.Context, source, contextDir, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	dt, err := compat.ReadDockerfile(ctx, source)
+	if err != nil {
+		return "", err
+	}
+	staged := filepath.Join(dir, "Dockerfile")
+	if err := os.WriteFile(staged, dt, 0o600); err != nil {
+		return "", err
+	}
+	if ignore, ok := compat.DockerignorePath(source, contextDir); ok {
+		content, err := os.ReadFile(ignore)
+		if err != nil {
+			return "", fmt.Errorf("reading %s: %w", ignore, err)
+		}
+		if err := os.WriteFile(staged+".dockerignore", content, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return staged, nil
+}
+
+// imageFromLayout opens the image BuildKit exported.
+func imageFromLayout(res *SolveResult) (v1.Image, error) {
+	idx, err := layout.ImageIndexFromPath(res.LayoutDir)
+	if err != nil {
+		return nil, fmt.Errorf("reading BuildKit's export: %w", err)
+	}
+	h, err := v1.NewHash(res.ManifestDigest)
+	if err != nil {
+		return nil, fmt.Errorf("BuildKit reported digest %q: %w", res.ManifestDigest, err)
+	}
+	return idx.Image(h)
+}
+
+// absolutePaths is Kaniko's resolveRelativePaths: output files are relative
+// to the working directory at start, except --oci-layout-path which Kaniko
+// leaves as given.
+func absolutePaths(cfg *publish.Config) error {
+	for _, p := range []*string{&cfg.TarPath, &cfg.DigestFile, &cfg.ImageNameDigestFile, &cfg.ImageNameTagDigestFile} {
+		if *p == "" || strings.Contains(*p, "://") {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	return nil
+}
+
+// daemonHosts lists the registries the daemon pulls from and kiln pushes to,
+// so per-host settings reach buildkitd.toml.
+func daemonHosts(registry *compat.RegistrySettings, baseImages []string, opts *flagmap.Options) compat.DaemonHosts {
+	var hosts compat.DaemonHosts
+	for _, ref := range baseImages {
+		if r, err := name.ParseReference(ref, name.WeakValidation); err == nil {
+			hosts.Pull = append(hosts.Pull, r.Context().RegistryStr())
+		}
+	}
+	for _, dest := range opts.Destinations {
+		if tag, err := registry.ParseTag(dest, false); err == nil {
+			hosts.Push = append(hosts.Push, tag.RegistryStr())
+		}
+	}
+	return hosts
+}
+
+// keyValues turns validated KEY=VALUE flags into a map; later keys win.
+func keyValues(pairs []string) map[string]string {
+	m := make(map[string]string, len(pairs))
+	for _, kv := range pairs {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func isDebug(verbosity string) bool {
+	return verbosity == "debug" || verbosity == "trace"
+}
+
+// workParent is where the private OCI layout goes: the kaniko dir when it is
+// writable (it is in the image), else the system temp dir.
+func workParent(opts *flagmap.Options) string {
+	if dir := compat.KanikoDir(opts); writableDir(dir) {
+		return dir
+	}
+	return os.TempDir()
+}
+
+// stateParent is where a private daemon keeps its state: the kaniko dir, then
+// $XDG_RUNTIME_DIR, then the temp dir (empty lets StartDaemon choose it).
+func stateParent(opts *flagmap.Options) string {
+	if dir := compat.KanikoDir(opts); writableDir(dir) {
+		return dir
+	}
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" && writableDir(dir) {
+		return dir
+	}
+	return ""
+}
+
+func writableDir(dir string) bool {
+	f, err := os.CreateTemp(dir, ".kiln-probe-")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return os.Remove(f.Name()) == nil
+}
+
+// warnUnimplemented says out loud which given flags this version does not
+// honour yet, so nothing is silently ignored.
+func warnUnimplemented(opts *flagmap.Options) {
+	if opts.Cache {
+		logrus.Warn("--cache: kiln does not use a registry layer cache yet; building without one")
+	}
+}
+
