@@ -1,0 +1,324 @@
+// Package corpus reads the conformance cases (conformance/cases/<name>/) and
+// materialises their build contexts, including the file metadata git cannot
+// store (hardlinks, modes, owners, generated large or numerous files).
+package corpus
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ManifestName is the per-case manifest file; it is never part of the context.
+const ManifestName = "case.yaml"
+
+// ServeDir holds files the harness serves over HTTP for ADD <url>; it is not
+// part of the build context either.
+const ServeDir = "serve"
+
+// Case is one conformance case: a Dockerfile, its context and expectations.
+type Case struct {
+	Name string `yaml:"-"`
+	Dir  string `yaml:"-"`
+
+	Description string `yaml:"description"`
+	// Flags are extra executor flags, e.g. --single-snapshot.
+	Flags []string `yaml:"flags"`
+	// BuildArgs are "NAME=value" or a bare "NAME" (value taken from Env).
+	BuildArgs []string          `yaml:"build_args"`
+	Env       map[string]string `yaml:"env"`
+	Target    string            `yaml:"target"`
+	// Dockerfile is relative to the context; default "Dockerfile".
+	Dockerfile string `yaml:"dockerfile"`
+	// Requires names cases whose images must be pushed first, as
+	// cases/<name>, so this case can use them as a base.
+	Requires []string `yaml:"requires"`
+	// Bases names harness base images the case pulls (busybox, debian).
+	Bases []string `yaml:"bases"`
+	// Serve maps URL paths to files under serve/; every other path is a 404.
+	// The harness passes the server's base URL as build arg HTTP_BASE.
+	Serve map[string]string `yaml:"serve"`
+	// Files creates or adjusts context entries after copying.
+	Files  []FileSpec `yaml:"files"`
+	Expect Expect     `yaml:"expect"`
+}
+
+// FileSpec describes one context entry with metadata git cannot carry.
+// Exactly one of Symlink, Hardlink, Size, Count, Tar, Dir may create the entry;
+// with none of them the entry must already exist and only Mode/Owner apply.
+type FileSpec struct {
+	Path     string `yaml:"path"`
+	Symlink  string `yaml:"symlink"`
+	Hardlink string `yaml:"hardlink"`
+	Dir      bool   `yaml:"dir"`
+	// Size generates a regular file of that many pseudo-random bytes.
+	Size int64 `yaml:"size"`
+	// Count generates a directory holding that many small files.
+	Count int `yaml:"count"`
+	// Tar builds an archive of a context directory (which is then removed
+	// from the context unless KeepSource is set).
+	Tar        string `yaml:"tar"`
+	Gzip       bool   `yaml:"gzip"`
+	KeepSource bool   `yaml:"keep_source"`
+	// Mode is octal, e.g. "4755".
+	Mode string `yaml:"mode"`
+	// Owner is "uid:gid".
+	Owner string `yaml:"owner"`
+}
+
+// Expect is the outcome the case is written to produce with Kaniko.
+type Expect struct {
+	// Outcome is "built" (default) or "failed".
+	Outcome string `yaml:"outcome"`
+	// ExitCode is the expected executor exit code for failures.
+	ExitCode int `yaml:"exit_code"`
+	// Error is a regular expression the failure message must match.
+	Error string `yaml:"error"`
+}
+
+// Outcome values.
+const (
+	OutcomeBuilt  = "built"
+	OutcomeFailed = "failed"
+)
+
+var knownBases = map[string]bool{"busybox": true, "debian": true}
+
+var caseName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// Load reads every case below dir, sorted by name.
+func Load(dir string) ([]*Case, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading corpus %s: %w", dir, err)
+	}
+	var cases []*Case
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		c, err := LoadCase(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		cases = append(cases, c)
+	}
+	byName := map[string]*Case{}
+	for _, c := range cases {
+		byName[c.Name] = c
+	}
+	for _, c := range cases {
+		for _, r := range c.Requires {
+			if byName[r] == nil {
+				return nil, fmt.Errorf("%s: requires unknown case %q", c.manifestPath(), r)
+			}
+		}
+	}
+	if _, err := Order(cases); err != nil {
+		return nil, err
+	}
+	return cases, nil
+}
+
+// LoadCase reads one case directory.
+func LoadCase(dir string) (*Case, error) {
+	c := &Case{Name: filepath.Base(dir), Dir: dir}
+	data, err := os.ReadFile(c.manifestPath())
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w (every case needs a %s)", c.Name, err, ManifestName)
+	}
+	if err := Parse(data, c); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.manifestPath(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, c.Dockerfile)); err != nil {
+		return nil, fmt.Errorf("%s: dockerfile %q is missing", c.manifestPath(), c.Dockerfile)
+	}
+	for urlPath, file := range c.Serve {
+		if _, err := os.Stat(filepath.Join(dir, ServeDir, file)); err != nil {
+			return nil, fmt.Errorf("%s: serve %q: file %s/%s is missing", c.manifestPath(), urlPath, ServeDir, file)
+		}
+	}
+	return c, nil
+}
+
+func (c *Case) manifestPath() string { return filepath.Join(c.Dir, ManifestName) }
+
+// Parse decodes a manifest into c (whose Name must be set), applies defaults
+// and validates it. Unknown keys are errors so typos do not go unnoticed.
+func Parse(data []byte, c *Case) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("invalid manifest: %w", err)
+	}
+	if !caseName.MatchString(c.Name) {
+		return fmt.Errorf("case name %q must be lower-case letters, digits and dashes", c.Name)
+	}
+	if c.Dockerfile == "" {
+		c.Dockerfile = "Dockerfile"
+	}
+	switch c.Expect.Outcome {
+	case "":
+		c.Expect.Outcome = OutcomeBuilt
+	case OutcomeBuilt, OutcomeFailed:
+	default:
+		return fmt.Errorf("expect.outcome %q must be %q or %q", c.Expect.Outcome, OutcomeBuilt, OutcomeFailed)
+	}
+	if c.Expect.Outcome == OutcomeBuilt && (c.Expect.ExitCode != 0 || c.Expect.Error != "") {
+		return fmt.Errorf("expect.exit_code and expect.error only apply to outcome %q", OutcomeFailed)
+	}
+	if c.Expect.Outcome == OutcomeFailed && c.Expect.ExitCode == 0 {
+		c.Expect.ExitCode = 1
+	}
+	if c.Expect.Error != "" {
+		if _, err := regexp.Compile(c.Expect.Error); err != nil {
+			return fmt.Errorf("expect.error: %w", err)
+		}
+	}
+	for _, b := range c.Bases {
+		if !knownBases[b] {
+			return fmt.Errorf("bases: unknown base image %q (known: busybox, debian)", b)
+		}
+	}
+	for _, a := range c.BuildArgs {
+		if strings.HasPrefix(a, "=") || a == "" {
+			return fmt.Errorf("build_args: %q needs a name", a)
+		}
+	}
+	for i := range c.Files {
+		if err := c.Files[i].validate(); err != nil {
+			return fmt.Errorf("files[%d] (%s): %w", i, c.Files[i].Path, err)
+		}
+	}
+	return nil
+}
+
+func (f *FileSpec) validate() error {
+	if f.Path == "" || filepath.IsAbs(f.Path) || strings.HasPrefix(filepath.Clean(f.Path), "..") {
+		return fmt.Errorf("path must be relative to the context")
+	}
+	kinds := 0
+	for _, set := range []bool{f.Symlink != "", f.Hardlink != "", f.Dir, f.Size > 0, f.Count > 0, f.Tar != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		return fmt.Errorf("set only one of symlink, hardlink, dir, size, count, tar")
+	}
+	if f.Mode != "" {
+		if _, err := parseMode(f.Mode); err != nil {
+			return err
+		}
+	}
+	if f.Owner != "" {
+		if _, _, err := parseOwner(f.Owner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get returns the case with the given name.
+func Get(cases []*Case, name string) (*Case, bool) {
+	for _, c := range cases {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// Order returns the cases with every case after the cases it requires.
+func Order(cases []*Case) ([]*Case, error) {
+	byName := map[string]*Case{}
+	for _, c := range cases {
+		byName[c.Name] = c
+	}
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[string]int{}
+	var out []*Case
+	var visit func(c *Case) error
+	visit = func(c *Case) error {
+		switch state[c.Name] {
+		case visiting:
+			return fmt.Errorf("case %s: requires forms a cycle", c.Name)
+		case done:
+			return nil
+		}
+		state[c.Name] = visiting
+		reqs := append([]string(nil), c.Requires...)
+		sort.Strings(reqs)
+		for _, r := range reqs {
+			if dep := byName[r]; dep != nil {
+				if err := visit(dep); err != nil {
+					return err
+				}
+			}
+		}
+		state[c.Name] = done
+		out = append(out, c)
+		return nil
+	}
+	for _, c := range cases {
+		if err := visit(c); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Closure returns the named cases plus everything they require, ordered.
+func Closure(cases []*Case, names []string) ([]*Case, error) {
+	want := map[string]bool{}
+	var add func(name string) error
+	add = func(name string) error {
+		c, ok := Get(cases, name)
+		if !ok {
+			return fmt.Errorf("unknown case %q", name)
+		}
+		if want[name] {
+			return nil
+		}
+		want[name] = true
+		for _, r := range c.Requires {
+			if err := add(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, n := range names {
+		if err := add(n); err != nil {
+			return nil, err
+		}
+	}
+	var picked []*Case
+	for _, c := range cases {
+		if want[c.Name] {
+			picked = append(picked, c)
+		}
+	}
+	return Order(picked)
+}
+
+// NeedsBase reports whether any of the cases pulls the named base image.
+func NeedsBase(cases []*Case, base string) bool {
+	for _, c := range cases {
+		for _, b := range c.Bases {
+			if b == base {
+				return true
+			}
+		}
+	}
+	return false
+}
