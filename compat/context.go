@@ -1,7 +1,12 @@
 package compat
 
 import (
+	"context"
+	"io"
+
 	"fmt"
+	"github.com/kilnbuild/kiln/compat/buildcontext"
+	"golang.org/x/sys/unix"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,16 +30,7 @@ type ContextSource struct {
 }
 
 // UnknownContextPrefixError is Kaniko's text for a scheme it does not know.
-const UnknownContextPrefixError = "unknown build context prefix provided, please use one of the following: gs://, dir://, tar://, s3://, git://, https://"
-
-// azureBlobHostSuffixes are the Azure Blob Storage endpoints Kaniko
-// recognises inside https:// contexts.
-var azureBlobHostSuffixes = []string{
-	".blob.core.windows.net",
-	".blob.core.chinacloudapi.cn",
-	".blob.core.cloudapi.de",
-	".blob.core.usgovcloudapi.net",
-}
+const UnknownContextPrefixError = buildcontext.UnknownPrefixError
 
 // ClassifyContext recognises the context source the way Kaniko does:
 // --context without "://" is a directory, --bucket is a GCS bucket, and
@@ -63,7 +59,7 @@ func ClassifyContext(opts *flagmap.Options) (ContextSource, error) {
 		src.Scheme = scheme
 	case "https":
 		src.Scheme = "https"
-		if u, err := url.Parse(src.Value); err == nil && isAzureBlobHost(u.Hostname()) {
+		if u, err := url.Parse(src.Value); err == nil && buildcontext.IsAzureBlobHost(u.Hostname()) {
 			src.Scheme = "azure"
 		}
 	default:
@@ -72,30 +68,22 @@ func ClassifyContext(opts *flagmap.Options) (ContextSource, error) {
 	return src, nil
 }
 
-func isAzureBlobHost(host string) bool {
-	for _, suffix := range azureBlobHostSuffixes {
-		if strings.HasSuffix(host, suffix) {
-			return true
-		}
+// Fetchable reports whether kiln can fetch this kind of remote context;
+// gs://, s3:// and Azure Blob Storage are not supported yet.
+func (src ContextSource) Fetchable() bool {
+	switch src.Scheme {
+	case "tar", "https", "git":
+		return true
 	}
 	return false
-}
-
-// remoteContextFix says what to do instead of a context kind kiln cannot
-// fetch yet.
-var remoteContextFix = map[string]string{
-	"tar":   "unpack the gzip tarball into a directory and pass --context=dir://<directory>",
-	"gs":    "download and unpack the tarball (gsutil cp … | tar -xz) and pass --context=dir://<directory>",
-	"s3":    "download and unpack the tarball (aws s3 cp … - | tar -xz) and pass --context=dir://<directory>",
-	"git":   "clone the repository first (git clone) and pass --context=dir://<directory>",
-	"https": "download and unpack the tarball (wget -O- … | tar -xz) and pass --context=dir://<directory>",
-	"azure": "download and unpack the blob (az storage blob download) and pass --context=dir://<directory>",
 }
 
 // ResolveContext turns --context/--bucket/--context-sub-path into a local
 // directory. Like Kaniko, --context-sub-path applies only to scheme
 // contexts (dir:// included) and is ignored for a plain directory.
-func ResolveContext(opts *flagmap.Options) (*BuildContext, error) {
+// Remote contexts are fetched into <kaniko dir>/buildcontext like Kaniko's
+// (or a temporary directory when that is not usable); stdin feeds tar://stdin.
+func ResolveContext(ctx context.Context, opts *flagmap.Options, stdin io.Reader) (*BuildContext, error) {
 	src, err := ClassifyContext(opts)
 	if err != nil {
 		return nil, err
@@ -113,12 +101,43 @@ func ResolveContext(opts *flagmap.Options) (*BuildContext, error) {
 		}
 		return localContext(src.Flag, src.Value, dir)
 	default:
-		kind := src.Scheme + "://"
-		if src.Scheme == "azure" {
-			kind = "Azure Blob Storage"
+		fetched, err := buildcontext.Fetch(ctx, buildcontext.Request{
+			Context: src.Value,
+			Flag:    src.Flag,
+			SubPath: opts.ContextSubPath,
+			Git:     opts.Git,
+			GitCredentials: buildcontext.GitCredentials{
+				Username: opts.Env.GitUsername,
+				Password: opts.Env.GitPassword,
+				Token:    opts.Env.GitToken,
+			},
+			GitPullMethod: opts.Env.GitPullMethod,
+			Stdin:         stdin,
+			Dir:           remoteContextDir(opts),
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%s %s: %s build contexts are not yet supported by kiln; %s", src.Flag, src.Value, kind, remoteContextFix[src.Scheme])
+		return &BuildContext{Dir: fetched.Dir, Cleanup: fetched.Cleanup}, nil
 	}
+}
+
+// remoteContextDir is Kaniko's <kaniko dir>/buildcontext when it can be used
+// (absent, or empty), else "" for a private temporary directory.
+func remoteContextDir(opts *flagmap.Options) string {
+	dir := filepath.Join(KanikoDir(opts), "buildcontext")
+	entries, err := os.ReadDir(dir)
+	switch {
+	case err == nil && len(entries) == 0:
+		return dir
+	case os.IsNotExist(err) && writable(KanikoDir(opts)):
+		return dir
+	}
+	return ""
+}
+
+func writable(dir string) bool {
+	return unix.Access(dir, unix.W_OK) == nil
 }
 
 func localContext(flag, value, dir string) (*BuildContext, error) {

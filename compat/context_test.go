@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ func TestResolveContextLocal(t *testing.T) {
 		{"dir scheme with sub path", flagmap.Options{Context: "dir://" + dir, ContextSubPath: "app"}, sub},
 		{"default context hides bucket", flagmap.Options{Context: dir, Bucket: "my-bucket"}, dir},
 	} {
-		bc, err := ResolveContext(&tc.opts)
+		bc, err := ResolveContext(context.Background(), &tc.opts, nil)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
@@ -44,7 +45,7 @@ func TestResolveContextRelativeIsAbsolute(t *testing.T) {
 	if err := os.Mkdir("ctx", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bc, err := ResolveContext(&flagmap.Options{Context: "ctx"})
+	bc, err := ResolveContext(context.Background(), &flagmap.Options{Context: "ctx"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,18 +69,18 @@ func TestResolveContextErrors(t *testing.T) {
 		{"missing dir", flagmap.Options{Context: filepath.Join(dir, "nope")}, []string{"--context", "does not exist"}},
 		{"file", flagmap.Options{Context: file}, []string{"is not a directory"}},
 		{"missing sub path", flagmap.Options{Context: "dir://" + dir, ContextSubPath: "nope"}, []string{"--context-sub-path nope", "does not exist"}},
-		{"tar", flagmap.Options{Context: "tar://context.tar.gz"}, []string{"--context tar://context.tar.gz", "tar:// build contexts are not yet supported by kiln", "dir://"}},
-		{"tar stdin", flagmap.Options{Context: "tar://stdin"}, []string{"tar:// build contexts are not yet supported"}},
-		{"git", flagmap.Options{Context: "git://github.com/org/repo.git#refs/heads/main"}, []string{"git:// build contexts are not yet supported", "git clone"}},
+		{"missing tar", flagmap.Options{Context: "tar://" + filepath.Join(dir, "context.tar.gz")}, []string{"--context tar://", "no such file"}},
+		{"tar stdin without input", flagmap.Options{Context: "tar://stdin"}, []string{"--context tar://stdin", "standard input"}},
+		{"unreachable git", flagmap.Options{Context: "git://127.0.0.1:1/org/repo.git#refs/heads/main"}, []string{"--context git://127.0.0.1:1/org/repo.git", "git clone failed"}},
 		{"gs", flagmap.Options{Context: "gs://bucket/ctx.tar.gz"}, []string{"gs:// build contexts are not yet supported"}},
 		{"s3", flagmap.Options{Context: "s3://bucket/ctx.tar.gz"}, []string{"s3:// build contexts are not yet supported"}},
-		{"https", flagmap.Options{Context: "https://example.com/ctx.tar.gz"}, []string{"https:// build contexts are not yet supported"}},
+		{"unreachable https", flagmap.Options{Context: "https://127.0.0.1:1/ctx.tar.gz"}, []string{"--context https://127.0.0.1:1/ctx.tar.gz", "downloading"}},
 		{"azure", flagmap.Options{Context: "https://acct.blob.core.windows.net/c/ctx.tar.gz"}, []string{"Azure Blob Storage build contexts are not yet supported"}},
 		{"bucket", flagmap.Options{Bucket: "my-bucket"}, []string{"--bucket gs://my-bucket", "gs:// build contexts are not yet supported"}},
 		{"bucket overrides a scheme context", flagmap.Options{Context: "dir://" + dir, Bucket: "s3://b/k"}, []string{"--bucket s3://b/k"}},
 		{"unknown scheme", flagmap.Options{Context: "http://example.com/ctx.tar.gz"}, []string{UnknownContextPrefixError}},
 	} {
-		_, err := ResolveContext(&tc.opts)
+		_, err := ResolveContext(context.Background(), &tc.opts, nil)
 		if err == nil {
 			t.Errorf("%s: no error", tc.name)
 			continue

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/kilnbuild/kiln/cli"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/executor/publish"
 	"github.com/kilnbuild/kiln/flagmap"
@@ -26,13 +27,15 @@ type Builder struct {
 	Stdout  io.Writer // RUN output; nil means os.Stdout
 	Stderr  io.Writer // nil means os.Stderr
 
+	Stdin io.Reader // tar://stdin; nil means the cli's standard input
+
 	buildContext *compat.BuildContext
 	dockerfile   string
 }
 
 // ResolveContext is Kaniko's step 7: the build context, then the Dockerfile.
-func (b *Builder) ResolveContext(_ context.Context, inv *flagmap.Invocation) error {
-	bc, err := compat.ResolveContext(&inv.Options)
+func (b *Builder) ResolveContext(ctx context.Context, inv *flagmap.Invocation) error {
+	bc, err := compat.ResolveContext(ctx, &inv.Options, b.stdin(ctx))
 	if err != nil {
 		return err
 	}
@@ -43,6 +46,13 @@ func (b *Builder) ResolveContext(_ context.Context, inv *flagmap.Invocation) err
 	}
 	b.buildContext, b.dockerfile = bc, dockerfile
 	return nil
+}
+
+func (b *Builder) stdin(ctx context.Context) io.Reader {
+	if b.Stdin != nil {
+		return b.Stdin
+	}
+	return cli.Stdin(ctx)
 }
 
 // Build runs the invocation. Nothing is pushed unless the whole build
@@ -98,12 +108,18 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	}
 
 	hosts := daemonHosts(registry, parsed.BaseImages(), opts)
-	daemon, err := StartDaemon(ctx, DaemonConfig{
+	daemonCfg := DaemonConfig{
 		Host:               opts.BuildkitHost,
 		StateParent:        stateParent(opts),
 		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
 		Debug:              isDebug(opts.Verbosity),
-	})
+	}
+	if opts.BuildkitHost != "" {
+		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {
+			return err
+		}
+	}
+	daemon, err := StartDaemon(ctx, daemonCfg)
 	if err != nil {
 		return err
 	}
@@ -277,3 +293,53 @@ func warnUnimplemented(opts *flagmap.Options) {
 	}
 }
 
+// Environment for TLS to a remote --buildkit-host, named after buildctl's
+// --tlscacert, --tlscert, --tlskey, --tlsservername and --tlsdir flags the way
+// BUILDKIT_HOST stands for its --addr.
+const (
+	envBuildkitTLSCACert     = "BUILDKIT_TLSCACERT"
+	envBuildkitTLSCert       = "BUILDKIT_TLSCERT"
+	envBuildkitTLSKey        = "BUILDKIT_TLSKEY"
+	envBuildkitTLSServerName = "BUILDKIT_TLSSERVERNAME"
+	envBuildkitTLSDir        = "BUILDKIT_TLSDIR"
+)
+
+// remoteTLSFromEnv fills cfg's TLS files from the environment. Like
+// buildctl's --tlsdir, BUILDKIT_TLSDIR holds ca.pem, cert.pem and key.pem (or
+// a Kubernetes TLS secret's ca.crt, tls.crt and tls.key) and excludes the
+// single-file variables.
+func remoteTLSFromEnv(cfg *DaemonConfig, lookup func(string) (string, bool)) error {
+	get := func(key string) string { v, _ := lookup(key); return v }
+	cfg.TLSServerName = get(envBuildkitTLSServerName)
+	cfg.TLSCACert, cfg.TLSCert, cfg.TLSKey = get(envBuildkitTLSCACert), get(envBuildkitTLSCert), get(envBuildkitTLSKey)
+	dir := get(envBuildkitTLSDir)
+	if dir == "" {
+		return nil
+	}
+	if cfg.TLSCACert != "" || cfg.TLSCert != "" || cfg.TLSKey != "" {
+		return fmt.Errorf("%s cannot be combined with %s, %s or %s: set either the directory or the files",
+			envBuildkitTLSDir, envBuildkitTLSCACert, envBuildkitTLSCert, envBuildkitTLSKey)
+	}
+	oneOf := func(names ...string) (string, error) {
+		for _, n := range names {
+			if p := filepath.Join(dir, n); fileExists(p) {
+				return p, nil
+			}
+		}
+		return "", fmt.Errorf("%s=%s holds neither %s: put the BuildKit client's TLS files there", envBuildkitTLSDir, dir, strings.Join(names, " nor "))
+	}
+	var err error
+	if cfg.TLSCACert, err = oneOf("ca.pem", "ca.crt"); err != nil {
+		return err
+	}
+	if cfg.TLSCert, err = oneOf("cert.pem", "tls.crt"); err != nil {
+		return err
+	}
+	cfg.TLSKey, err = oneOf("key.pem", "tls.key")
+	return err
+}
+
+func fileExists(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && !info.IsDir()
+}

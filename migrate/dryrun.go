@@ -23,6 +23,8 @@ type Migrator struct {
 	// KilnImage is what scan suggests instead of a Kaniko image; "" gives a
 	// generic instruction.
 	KilnImage string
+	// Stdin feeds a tar://stdin context to the dry-run's context check.
+	Stdin io.Reader
 }
 
 // New returns a Migrator that probes this machine.
@@ -82,8 +84,8 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 			r.Error = err.Error()
 			return r
 		}
-		if src.Scheme != "" && src.Scheme != "dir" {
-			_, err := compat.ResolveContext(opts)
+		if src.Scheme != "" && src.Scheme != "dir" && !src.Fetchable() {
+			_, err := compat.ResolveContext(context.Background(), opts, nil)
 			r.note(SeverityError, "context", "%s", redactURL(err.Error()))
 		}
 		if !opts.SkipUnusedStages {
@@ -94,7 +96,7 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 	}
 
 	ctxDir := ""
-	bc, err := compat.ResolveContext(opts)
+	bc, err := compat.ResolveContext(context.Background(), opts, m.Stdin)
 	switch {
 	case err == nil:
 		defer bc.Cleanup()

@@ -11,5 +11,7 @@ import (
 
 func main() {
 	engine := &executor.Builder{Version: cli.Version(), Stdout: os.Stdout, Stderr: os.Stderr}
-	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv, engine, migrate.New()))
+	migrator := migrate.New()
+	migrator.Stdin = os.Stdin
+	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv, engine, migrator))
 }

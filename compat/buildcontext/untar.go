@@ -100,7 +100,7 @@ func entryPath(name string) (string, error) {
 // trying to escape through a symlink it planted earlier.
 func entryError(name string, err error) error {
 	if strings.Contains(err.Error(), "path escapes from parent") {
-		return &UnsafeEntryError{Entry: name, Reason: "would be written through a symlink that leads outside the context"}
+		return &UnsafeEntryError{Entry: name, Reason: "reaches through a symlink that leads outside the context"}
 	}
 	return fmt.Errorf("tar entry %q: %w", name, err)
 }

@@ -1,0 +1,125 @@
+package shape
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/kilnbuild/kiln/compat"
+)
+
+// buildkitComment marks history entries BuildKit's Dockerfile frontend wrote.
+const buildkitComment = "buildkit.dockerfile.v0"
+
+// layerInstructions are the instructions that may produce a layer, in
+// BuildKit and in Kaniko alike.
+var layerInstructions = map[string]bool{"RUN": true, "COPY": true, "ADD": true, "WORKDIR": true}
+
+// chainCommands returns, in build order, the original text of every
+// RUN/COPY/ADD/WORKDIR of the target stage and of the stages it is built
+// FROM. Kaniko's created_by is exactly this text.
+func chainCommands(dockerfile []byte, target string, buildArgs []string) ([]string, error) {
+	df, err := compat.ParseDockerfileBytes("Dockerfile", dockerfile, buildArgs)
+	if err != nil {
+		return nil, err
+	}
+	stage, err := df.TargetStage(target)
+	if err != nil {
+		return nil, err
+	}
+	ast, err := parser.Parse(bytes.NewReader(dockerfile))
+	if err != nil {
+		return nil, err
+	}
+	stages, _, err := instructions.Parse(ast.AST, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(stages) != len(df.Stages) {
+		return nil, fmt.Errorf("dockerfile: %d stages parsed, %d expected", len(stages), len(df.Stages))
+	}
+	var chain []int
+	for i := stage.Index; i >= 0; i = df.Stages[i].BaseStage {
+		chain = append([]int{i}, chain...)
+	}
+	var texts []string
+	for _, i := range chain {
+		for _, cmd := range stages[i].Commands {
+			if layerInstructions[strings.ToUpper(cmd.Name())] {
+				texts = append(texts, strings.TrimSpace(fmt.Sprint(cmd)))
+			}
+		}
+	}
+	return texts, nil
+}
+
+// historyPlan classifies BuildKit's history: entries before Start belong to
+// the base image; from Start on every entry is BuildKit's own. Kaniko maps
+// the history index of each BuildKit layer-bearing instruction to Kaniko's
+// created_by.
+type historyPlan struct {
+	Start  int
+	Kaniko map[int]string
+}
+
+// planHistory aligns the Dockerfile's layer instructions with BuildKit's
+// trailing instruction entries, from the end (base images and ONBUILD
+// triggers only ever add entries in front). Entries that do not line up
+// keep a text derived from BuildKit's own.
+func planHistory(history []v1.History, commands []string) historyPlan {
+	plan := historyPlan{Start: len(history), Kaniko: map[int]string{}}
+	for plan.Start > 0 && history[plan.Start-1].Comment == buildkitComment {
+		plan.Start--
+	}
+	next := len(commands) - 1
+	for i := len(history) - 1; i >= plan.Start; i-- {
+		keyword := instructionOf(history[i].CreatedBy)
+		if !layerInstructions[keyword] {
+			continue
+		}
+		if next >= 0 && instructionOf(commands[next]) == keyword {
+			plan.Kaniko[i] = commands[next]
+			next--
+			continue
+		}
+		next = -1 // misaligned: stop trusting the Dockerfile
+		plan.Kaniko[i] = createdByFromBuildkit(history[i].CreatedBy)
+	}
+	return plan
+}
+
+func instructionOf(text string) string {
+	word, _, _ := strings.Cut(strings.TrimSpace(text), " ")
+	return strings.ToUpper(word)
+}
+
+// createdByFromBuildkit turns BuildKit's history text into an instruction
+// without the build-arg prefix (`RUN |2 A=1 B=2 ...`), which would leak
+// build-arg values, and without the "# buildkit" marker.
+func createdByFromBuildkit(text string) string {
+	text = strings.TrimSuffix(text, " # buildkit")
+	keyword, rest, _ := strings.Cut(text, " ")
+	if keyword != "RUN" || !strings.HasPrefix(rest, "|") {
+		return text
+	}
+	count, rest, _ := strings.Cut(rest[1:], " ")
+	var n int
+	if _, err := fmt.Sscanf(count, "%d", &n); err != nil {
+		return keyword
+	}
+	for ; n > 0; n-- {
+		// A value with spaces cannot be told apart from the command:
+		// better a short text than a leaked value.
+		if _, after, ok := strings.Cut(rest, " "); ok {
+			rest = after
+		} else {
+			rest = ""
+		}
+	}
+	rest = strings.TrimPrefix(rest, "/bin/sh -c ")
+	return strings.TrimSpace(keyword + " " + rest)
+}

@@ -1,0 +1,166 @@
+// Package executor runs Dockerfile builds on BuildKit: it owns the daemon
+// lifecycle (a private rootless or rootful buildkitd, or a remote one), the
+// solve into a private OCI layout, and Kaniko-style progress logs.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/client"
+	"github.com/sirupsen/logrus"
+)
+
+// Daemon is a BuildKit endpoint the executor can solve against. Close is
+// idempotent and safe to call from any goroutine, including a signal handler
+// racing with a running build.
+type Daemon interface {
+	// Client returns the connected client; it stays valid until Close.
+	Client(ctx context.Context) (*client.Client, error)
+	Close() error
+}
+
+// DaemonConfig selects and configures the BuildKit endpoint.
+type DaemonConfig struct {
+	// Host is a remote BuildKit address (--buildkit-host / BUILDKIT_HOST),
+	// e.g. tcp://buildkitd:1234 or unix:///run/buildkit/buildkitd.sock.
+	// Empty starts a private daemon: rootful as euid 0, rootless otherwise.
+	Host string
+	// TLS for a remote tcp:// Host. CACert alone verifies the server; Cert
+	// and Key add a client certificate (mTLS). ServerName defaults to the
+	// host name in Host.
+	TLSCACert, TLSCert, TLSKey, TLSServerName string
+
+	// StateParent is where the private state dir (daemon root, socket,
+	// config, log) is created: the Kaniko dir or $XDG_RUNTIME_DIR. It must
+	// not be on overlayfs for BuildKit's overlayfs snapshotter. Empty means
+	// os.TempDir().
+	StateParent string
+	// BinDir holds buildkitd and rootlesskit. Empty looks next to the
+	// running executable, then on PATH.
+	BinDir string
+	// RegistryConfigTOML is buildkitd.toml text made only of tables such as
+	// [registry."host"] (http, insecure, ca, keypair, mirrors).
+	RegistryConfigTOML string
+
+	// ReadyTimeout bounds start-up; zero means DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// StopGracePeriod is how long Close waits after SIGTERM before SIGKILL;
+	// zero means DefaultStopGracePeriod.
+	StopGracePeriod time.Duration
+	// NoProcessSandbox runs RUN without its own PID namespace and /proc,
+	// for rootless daemons in pods whose /proc is masked (Kubernetes
+	// without procMount: Unmasked). RUN can then see the daemon's processes.
+	NoProcessSandbox bool
+	// Debug starts buildkitd with --debug and logs its lines at debug level.
+	Debug bool
+	// Logger receives daemon log lines; nil means logrus' standard logger.
+	Logger logrus.FieldLogger
+}
+
+// Default budgets: start-up is generous because rootless start on a loaded
+// node can take seconds; a SIGTERMed daemon normally exits in well under one.
+const (
+	DefaultReadyTimeout    = 90 * time.Second
+	DefaultStopGracePeriod = 10 * time.Second
+)
+
+// StartDaemon connects to the remote daemon named by cfg.Host or starts a
+// private one, and returns once it answers ListWorkers. On any error nothing
+// is left running or on disk.
+func StartDaemon(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = logrus.StandardLogger()
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.StopGracePeriod <= 0 {
+		cfg.StopGracePeriod = DefaultStopGracePeriod
+	}
+	if cfg.Host != "" {
+		return startRemote(ctx, cfg)
+	}
+	return startLocal(ctx, cfg, os.Geteuid() != 0)
+}
+
+type remoteDaemon struct {
+	client *client.Client
+}
+
+func startRemote(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
+	var opts []client.ClientOpt
+	if cfg.TLSCACert != "" || cfg.TLSServerName != "" {
+		opts = append(opts, client.WithServerConfig(cfg.TLSServerName, cfg.TLSCACert))
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return nil, errors.New("BuildKit TLS: both a client certificate and its key are needed for mTLS; set both or neither")
+		}
+		opts = append(opts, client.WithCredentials(cfg.TLSCert, cfg.TLSKey))
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	defer cancel()
+	c, err := connectWhenReady(readyCtx, cfg.Host, nil, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to BuildKit at %s (--buildkit-host/BUILDKIT_HOST): %w", cfg.Host, err)
+	}
+	return &remoteDaemon{client: c}, nil
+}
+
+func (d *remoteDaemon) Client(context.Context) (*client.Client, error) { return d.client, nil }
+
+func (d *remoteDaemon) Close() error { return d.client.Close() }
+
+// errDaemonExited reports that the daemon process ended during start-up.
+var errDaemonExited = errors.New("BuildKit daemon exited during start-up")
+
+// connectWhenReady polls client.New+ListWorkers with backoff until the
+// daemon answers, ctx ends, or exited (may be nil) closes. A fresh client is
+// made after each failure because gRPC backs off reconnects by seconds.
+func connectWhenReady(ctx context.Context, address string, exited <-chan struct{}, opts ...client.ClientOpt) (*client.Client, error) {
+	const maxBackoff = 500 * time.Millisecond
+	backoff := 10 * time.Millisecond
+	var lastErr error
+	for {
+		c, err := client.New(ctx, address, opts...)
+		if err != nil {
+			// Bad address or TLS files: retrying cannot help.
+			return nil, err
+		}
+		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = c.ListWorkers(attemptCtx)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		c.Close()
+		lastErr = err
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("not ready: %w (last error: %s)", context.Cause(ctx), oneLine(lastErr.Error()))
+		case <-exited:
+			timer.Stop()
+			return nil, errDaemonExited
+		case <-timer.C:
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// oneLine joins a multi-line message so errors stay one line.
+func oneLine(s string) string {
+	var parts []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, " ")
+}

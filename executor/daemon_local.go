@@ -1,0 +1,441 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moby/buildkit/client"
+	"github.com/sirupsen/logrus"
+)
+
+// maxUnixSocketPath is containerd's portable limit, which buildkitd enforces
+// (below Linux's 107).
+const maxUnixSocketPath = 104
+
+// localDaemon is a buildkitd this process started (directly as root, or
+// under rootlesskit) with all state in one private directory.
+type localDaemon struct {
+	cfg      DaemonConfig
+	rootless bool
+	dir      string // private state dir, removed on Close
+	sockDir  string // short dir for the sockets when dir is too deep, else ""
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed once the process has been waited for
+	logs     *daemonLog
+	client   *client.Client
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon, err error) {
+	buildkitd, err := findBinary(cfg.BinDir, "buildkitd")
+	if err != nil {
+		return nil, err
+	}
+	var rootlesskit string
+	if rootless {
+		if rootlesskit, err = findBinary(cfg.BinDir, "rootlesskit"); err != nil {
+			return nil, err
+		}
+	}
+	d := &localDaemon{cfg: cfg, rootless: rootless, exited: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.dir, err = os.MkdirTemp(cfg.StateParent, "kiln-buildkit-"); err != nil {
+		return nil, fmt.Errorf("creating BuildKit state dir under %q (check the Kaniko dir or XDG_RUNTIME_DIR is writable): %w", cfg.StateParent, err)
+	}
+	runDir, err := d.makeRunDir()
+	if err != nil {
+		return nil, err
+	}
+	socket := filepath.Join(runDir, "buildkitd.sock")
+	configFile := filepath.Join(d.dir, "buildkitd.toml")
+	if err := os.WriteFile(configFile, []byte(daemonConfigTOML(cfg.RegistryConfigTOML, runDir)), 0o600); err != nil {
+		return nil, fmt.Errorf("writing buildkitd config: %w", err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(d.dir, "buildkitd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating BuildKit log: %w", err)
+	}
+	d.logs = newDaemonLog(logFile, cfg.Logger, cfg.Debug)
+
+	argv := append([]string{buildkitd}, buildkitdArgs(cfg, d.dir, socket, configFile)...)
+	if rootless {
+		argv = append([]string{rootlesskit, "--state-dir=" + filepath.Join(runDir, "rk"), "--net=host"}, argv...)
+	}
+	cfg.Logger.Debugf("starting BuildKit: %s", strings.Join(argv, " "))
+	if err := d.start(argv, runDir); err != nil {
+		return nil, err
+	}
+
+	readyCtx, cancel := context.WithTimeoutCause(ctx, cfg.ReadyTimeout,
+		fmt.Errorf("BuildKit did not become ready within %s", cfg.ReadyTimeout))
+	defer cancel()
+	d.client, err = connectWhenReady(readyCtx, "unix://"+socket, d.exited)
+	if err != nil {
+		if errors.Is(err, errDaemonExited) {
+			err = fmt.Errorf("%w (%s)", err, d.cmd.ProcessState)
+		}
+		return nil, d.startError(err)
+	}
+	return d, nil
+}
+
+// rootlessSetupFailure matches rootlesskit failing to create the user
+// namespace (see BuildKit's rootless troubleshooting).
+var rootlessSetupFailure = regexp.MustCompile(`newuidmap|newgidmap|subuid|subgid|fork/exec /proc/self/exe|user namespace`)
+
+// startError adds the daemon's last log lines, and what rootless needs when
+// the namespace could not be set up.
+func (d *localDaemon) startError(err error) error {
+	tail := d.logs.tail()
+	msg := "starting BuildKit"
+	if d.rootless && rootlessSetupFailure.MatchString(tail) {
+		msg += " rootless (needs newuidmap/newgidmap, /etc/subuid and /etc/subgid entries for this user, and unprivileged user namespaces)"
+	}
+	if tail == "" {
+		return fmt.Errorf("%s: %w", msg, err)
+	}
+	return fmt.Errorf("%s: %w; daemon log: %s", msg, err, tail)
+}
+
+// runDir holds the unix sockets (buildkitd's, its trace socket and
+// rootlesskit's API socket). It is the state dir unless that is too deep
+// for sun_path, then a short dir under TMPDIR.
+func (d *localDaemon) makeRunDir() (string, error) {
+	const longestSocket = "/buildkitd.sock"
+	if len(d.dir)+len(longestSocket) <= maxUnixSocketPath {
+		return d.dir, nil
+	}
+	var err error
+	if d.sockDir, err = os.MkdirTemp("", "kiln-"); err != nil {
+		return "", fmt.Errorf("creating BuildKit socket dir: %w", err)
+	}
+	if len(d.sockDir)+len(longestSocket) > maxUnixSocketPath {
+		return "", fmt.Errorf("BuildKit socket dir %s is too long for a unix socket: set TMPDIR to a shorter directory", d.sockDir)
+	}
+	return d.sockDir, nil
+}
+
+func buildkitdArgs(cfg DaemonConfig, dir, socket, configFile string) []string {
+	args := []string{
+		"--root=" + filepath.Join(dir, "root"),
+		"--addr=unix://" + socket,
+		"--config=" + configFile,
+		"--oci-worker=true",
+		"--containerd-worker=false",
+		// Kaniko runs RUN in the host network.
+		"--oci-worker-net=host",
+		// The state dir lives for one build; collecting it is wasted work.
+		"--oci-worker-gc=false",
+		"--allow-insecure-entitlement=network.host",
+	}
+	if cfg.NoProcessSandbox {
+		args = append(args, "--oci-worker-no-process-sandbox")
+	}
+	if cfg.Debug {
+		args = append(args, "--debug")
+	}
+	return args
+}
+
+// daemonConfigTOML appends kiln's settings after the caller's tables (TOML
+// top-level keys would otherwise land inside the caller's last table).
+func daemonConfigTOML(registryTOML, runDir string) string {
+	var b strings.Builder
+	b.WriteString(registryTOML)
+	b.WriteString("\n\n")
+	// The default trace socket is under /run/buildkit, unwritable rootless.
+	fmt.Fprintf(&b, "[otel]\n  socketPath = %s\n\n", strconv.Quote(filepath.Join(runDir, "otel.sock")))
+	// No CDI devices are used; skipping discovery saves start-up work and warnings.
+	b.WriteString("[cdi]\n  disabled = true\n")
+	return b.String()
+}
+
+// start runs argv in its own process group. The forking goroutine keeps its
+// OS thread locked until the process exits, because Pdeathsig fires when the
+// forking thread (not the process) dies.
+func (d *localDaemon) start(argv []string, runDir string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = d.dir
+	// Rootless runc keeps container state in $XDG_RUNTIME_DIR/runc (else
+	// /run/runc, unwritable); keeping it private also makes cleanup complete.
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
+	cmd.Stdout = d.logs
+	cmd.Stderr = d.logs
+	// Grandchildren may inherit the log pipe; do not hang Wait on them.
+	cmd.WaitDelay = 2 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if !d.rootless {
+		// A private mount namespace takes every snapshot mount with it when
+		// the daemon dies, however it dies.
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	d.cmd = cmd
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		err := cmd.Wait()
+		d.cfg.Logger.Debugf("BuildKit daemon exited: %v", err)
+		close(d.exited)
+	}()
+	if err := <-started; err != nil {
+		close(d.exited)
+		return fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	return nil
+}
+
+func (d *localDaemon) Client(context.Context) (*client.Client, error) {
+	if d.client == nil {
+		return nil, errors.New("BuildKit daemon is not running")
+	}
+	return d.client, nil
+}
+
+// Close stops the daemon (SIGTERM, then SIGKILL to its whole process group
+// after the grace period) and removes all of its state.
+func (d *localDaemon) Close() error {
+	d.closeOnce.Do(func() {
+		if d.client != nil {
+			d.client.Close()
+		}
+		d.stop()
+		if d.logs != nil {
+			d.logs.Close()
+		}
+		d.closeErr = d.removeState()
+	})
+	return d.closeErr
+}
+
+func (d *localDaemon) stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	pgid := d.cmd.Process.Pid
+	select {
+	case <-d.exited:
+	default:
+		// rootlesskit forwards SIGTERM to buildkitd, which shuts down cleanly.
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(d.cfg.StopGracePeriod):
+			d.cfg.Logger.Warnf("BuildKit daemon did not stop within %s; killing it", d.cfg.StopGracePeriod)
+		}
+	}
+	// Whatever is left of the group (rootlesskit child, runc) goes too.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-d.exited
+	waitGroupGone(pgid, 5*time.Second)
+}
+
+// waitGroupGone waits until no process is left in the process group, so the
+// state dir is not removed under a dying process.
+func waitGroupGone(pgid int, budget time.Duration) {
+	deadline := time.Now().Add(budget)
+	for delay := time.Millisecond; time.Now().Before(deadline); delay = min(delay*2, 100*time.Millisecond) {
+		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		time.Sleep(delay)
+	}
+}
+
+func (d *localDaemon) removeState() error {
+	var errs []error
+	if d.dir != "" {
+		err := os.RemoveAll(d.dir)
+		if err != nil && d.rootless {
+			// Layers hold files owned by subordinate IDs: only the namespace's
+			// root can delete them.
+			err = d.removeInUserNamespace()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("removing BuildKit state %s: %w", d.dir, err))
+		}
+	}
+	if d.sockDir != "" {
+		errs = append(errs, os.RemoveAll(d.sockDir))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *localDaemon) removeInUserNamespace() error {
+	rootlesskit, err := findBinary(d.cfg.BinDir, "rootlesskit")
+	if err != nil {
+		return err
+	}
+	rm, err := exec.LookPath("rm")
+	if err != nil {
+		return fmt.Errorf("rm is needed to remove rootless BuildKit state: %w", err)
+	}
+	stateDir, err := os.MkdirTemp("", "kiln-rk-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	cmd := exec.Command(rootlesskit, "--state-dir="+filepath.Join(stateDir, "s"), "--net=host", rm, "-rf", "--", d.dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: %s", err, oneLine(string(out)))
+	}
+	if _, err := os.Stat(d.dir); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("still present after removal in the user namespace (stat: %v)", err)
+	}
+	return nil
+}
+
+// findBinary looks in binDir when set, else next to the running executable,
+// else on PATH.
+func findBinary(binDir, name string) (string, error) {
+	dirs := []string{binDir}
+	if binDir == "" {
+		if exe, err := os.Executable(); err == nil {
+			dirs = []string{filepath.Dir(exe)}
+		}
+	}
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	if binDir != "" {
+		return "", fmt.Errorf("%s not found in %s: run make build", name, binDir)
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found next to the executor or on PATH: install it alongside the executor", name)
+	}
+	return p, nil
+}
+
+// daemonLog receives the daemon's stdout and stderr: it keeps a log file,
+// the last lines for error messages, and forwards lines at debug level.
+type daemonLog struct {
+	mu      sync.Mutex
+	file    *os.File
+	logger  logrus.FieldLogger
+	forward bool
+	lines   lineWriter
+	last    []string
+}
+
+const daemonLogTailLines = 15
+
+// newDaemonLog writes to file unless it is nil.
+func newDaemonLog(file *os.File, logger logrus.FieldLogger, forward bool) *daemonLog {
+	l := &daemonLog{file: file, logger: logger, forward: forward}
+	l.lines.emit = l.addLine
+	return l
+}
+
+func (l *daemonLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.file != nil {
+		_, _ = l.file.Write(p)
+	}
+	return l.lines.Write(p)
+}
+
+func (l *daemonLog) addLine(line string) {
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	if l.forward {
+		l.logger.Debugf("buildkitd: %s", line)
+	}
+	if strings.HasPrefix(line, "\t") {
+		// A Go stack frame: drop it and the function line before it, so
+		// the tail shows messages rather than a trace.
+		if n := len(l.last); n > 0 && !strings.Contains(l.last[n-1], " ") {
+			l.last = l.last[:n-1]
+		}
+		return
+	}
+	l.last = append(l.last, line)
+	if len(l.last) > daemonLogTailLines {
+		l.last = l.last[len(l.last)-daemonLogTailLines:]
+	}
+}
+
+// tail returns the last lines joined on one line (errors stay one line).
+func (l *daemonLog) tail() string {
+	if l == nil {
+		return ""
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lines := append(append([]string(nil), l.last...), string(l.lines.partial))
+	return oneLine(strings.Join(lines, "\n"))
+}
+
+func (l *daemonLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.file == nil {
+		return nil
+	}
+	err := l.file.Close()
+	l.file = nil
+	return err
+}
+
+// lineWriter calls emit with each complete line written to it (without the
+// line ending). It is not safe for concurrent use.
+type lineWriter struct {
+	emit    func(line string)
+	partial []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(strings.TrimRight(string(w.partial[:i]), "\r"))
+		w.partial = w.partial[i+1:]
+	}
+	return len(p), nil
+}
+
+// Flush emits a final line that lacked its line ending.
+func (w *lineWriter) Flush() {
+	if len(w.partial) > 0 {
+		w.emit(string(w.partial))
+		w.partial = nil
+	}
+}

@@ -1,0 +1,199 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	containerdlog "github.com/containerd/log"
+	"github.com/moby/buildkit/client"
+	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
+	"github.com/moby/buildkit/util/bklog"
+	"github.com/moby/buildkit/util/progress/progressui"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+)
+
+// ProgressOptions routes build progress. Instruction lines go through Logger
+// so --log-format and --log-timestamp apply; RUN output is written raw to
+// Stdout/Stderr like Kaniko does.
+type ProgressOptions struct {
+	Logger *logrus.Logger // nil: logrus' standard logger
+	Stdout io.Writer      // nil: os.Stdout
+	Stderr io.Writer      // nil: os.Stderr
+	// Debug adds BuildKit's plain progress at debug level (--verbosity=debug).
+	Debug bool
+}
+
+// showProgress consumes ch until it is closed; it always drains ch so the
+// solve never blocks on it.
+func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
+	if opts.Logger == nil {
+		opts.Logger = logrus.StandardLogger()
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	p := &kanikoProgress{opts: opts, announced: map[digest.Digest]bool{}}
+	if !opts.Debug {
+		for s := range ch {
+			p.handle(s)
+		}
+		return nil
+	}
+
+	// Written only by the display goroutine, line by line, synchronously.
+	plainOut := &lineWriter{emit: func(line string) { opts.Logger.Debug(line) }}
+	display, err := progressui.NewDisplay(plainOut, progressui.PlainMode)
+	if err != nil {
+		for s := range ch {
+			p.handle(s)
+		}
+		return nil
+	}
+	plainCh := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Its warnings are reported by handle; its error only concerns display.
+		_, _ = display.UpdateFrom(context.Background(), plainCh)
+		for range plainCh {
+		}
+		plainOut.Flush()
+	}()
+	for s := range ch {
+		p.handle(s)
+		plainCh <- s
+	}
+	close(plainCh)
+	<-done
+	return nil
+}
+
+type kanikoProgress struct {
+	opts      ProgressOptions
+	announced map[digest.Digest]bool
+}
+
+func (p *kanikoProgress) handle(s *client.SolveStatus) {
+	for _, v := range s.Vertexes {
+		if v.Started == nil || p.announced[v.Digest] {
+			continue
+		}
+		p.announced[v.Digest] = true
+		for _, line := range kanikoLines(v.Name) {
+			p.opts.Logger.Info(line)
+		}
+	}
+	for _, l := range s.Logs {
+		out := p.opts.Stdout
+		if l.Stream == 2 {
+			out = p.opts.Stderr
+		}
+		_, _ = out.Write(l.Data)
+	}
+	for _, w := range s.Warnings {
+		p.opts.Logger.Debugf("BuildKit warning: %s", w.Short)
+	}
+}
+
+var (
+	// "[stage-1 3/5] RUN echo hi", "[2/3] COPY a /a"
+	instructionVertex = regexp.MustCompile(`^\[(?:\S+ )?\d+/\d+\] (.+)$`)
+	metadataVertex    = regexp.MustCompile(`^\[internal\] load metadata for (\S+)$`)
+)
+
+// kanikoLines maps a BuildKit vertex name to the lines Kaniko logs for the
+// same step; vertices Kaniko has no counterpart for map to nothing.
+func kanikoLines(vertex string) []string {
+	if m := metadataVertex.FindStringSubmatch(vertex); m != nil {
+		return []string{"Retrieving image manifest " + familiarImage(m[1])}
+	}
+	m := instructionVertex.FindStringSubmatch(vertex)
+	if m == nil {
+		return nil
+	}
+	instruction := m[1]
+	if image, ok := strings.CutPrefix(instruction, "FROM "); ok {
+		image, _, _ = strings.Cut(image, "@")
+		return []string{"Retrieving image " + familiarImage(image) + " from registry " + registryOf(image)}
+	}
+	return []string{instruction}
+}
+
+// familiarImage shortens docker.io names the way users write them.
+func familiarImage(ref string) string {
+	if rest, ok := strings.CutPrefix(ref, "docker.io/"); ok {
+		return strings.TrimPrefix(rest, "library/")
+	}
+	return ref
+}
+
+// registryOf names the registry the way Kaniko (go-containerregistry) does.
+func registryOf(ref string) string {
+	host, _, ok := strings.Cut(ref, "/")
+	if !ok || (!strings.ContainsAny(host, ".:") && host != "localhost") || host == "docker.io" {
+		return "index.docker.io"
+	}
+	return host
+}
+
+// BuildError is a failed build. ExitCode is the failing RUN command's exit
+// code, or 1, so the executor exits like Kaniko.
+type BuildError struct {
+	Err  error
+	Code int
+}
+
+func (e *BuildError) Error() string { return "error building image: " + oneLine(e.Err.Error()) }
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// ExitCode is the process exit code Kaniko would use for this failure.
+func (e *BuildError) ExitCode() int { return e.Code }
+
+var exitCodeSuffix = regexp.MustCompile(`exit code: (\d+)\s*$`)
+
+func newBuildError(err error) *BuildError {
+	be := &BuildError{Err: err, Code: 1}
+	var exitErr *gatewaypb.ExitError
+	if errors.As(err, &exitErr) && exitErr.ExitCode != 0 {
+		be.Code = int(exitErr.ExitCode)
+	} else if m := exitCodeSuffix.FindStringSubmatch(err.Error()); m != nil {
+		// Older daemons may not send the typed error.
+		if code, convErr := strconv.Atoi(m[1]); convErr == nil && code != 0 {
+			be.Code = code
+		}
+	}
+	return be
+}
+
+// Client-side BuildKit and containerd code logs through package-level
+// loggers (e.g. a warning whenever the layout's filesystem lacks fsverity).
+// Kaniko prints no such lines, so they are re-emitted at debug level on the
+// standard logger, which the executor configures for --verbosity/--log-format.
+func init() {
+	demoted := logrus.New()
+	demoted.Out = io.Discard
+	demoted.Level = logrus.DebugLevel
+	demoted.AddHook(debugOnStandardLogger{})
+	entry := logrus.NewEntry(demoted)
+	bklog.L = entry
+	containerdlog.L = entry
+}
+
+type debugOnStandardLogger struct{}
+
+func (debugOnStandardLogger) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (debugOnStandardLogger) Fire(e *logrus.Entry) error {
+	logrus.StandardLogger().WithFields(e.Data).Debug(e.Message)
+	return nil
+}

@@ -1,0 +1,119 @@
+package executor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/buildkit/client"
+	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+)
+
+func TestKanikoLines(t *testing.T) {
+	cases := map[string][]string{
+		"[internal] load metadata for docker.io/library/busybox:latest": {"Retrieving image manifest busybox:latest"},
+		"[internal] load metadata for gcr.io/p/img:v1":                  {"Retrieving image manifest gcr.io/p/img:v1"},
+		"[1/3] FROM docker.io/library/busybox:latest@sha256:" + strings.Repeat("a", 64): {
+			"Retrieving image busybox:latest from registry index.docker.io"},
+		"[builder 1/2] FROM localhost:5000/base:1":         {"Retrieving image localhost:5000/base:1 from registry localhost:5000"},
+		"[stage-1 3/5] RUN echo hi":                        {"RUN echo hi"},
+		"[2/2] COPY --from=builder /a /b":                  {"COPY --from=builder /a /b"},
+		"[internal] load build definition from Dockerfile": nil,
+		"[internal] load .dockerignore":                    nil,
+		"exporting to oci image format":                    nil,
+	}
+	for vertex, want := range cases {
+		if got := kanikoLines(vertex); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("kanikoLines(%q) = %q, want %q", vertex, got, want)
+		}
+	}
+}
+
+func TestProgressPrintsEachInstructionOnceWithOutput(t *testing.T) {
+	var logs, stdout, stderr bytes.Buffer
+	now := time.Now()
+	run := digest.FromString("run")
+	ch := make(chan *client.SolveStatus, 4)
+	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: run, Name: "[1/1] RUN make"}}} // not started yet
+	ch <- &client.SolveStatus{
+		Vertexes: []*client.Vertex{{Digest: run, Name: "[1/1] RUN make", Started: &now}},
+		Logs: []*client.VertexLog{
+			{Vertex: run, Stream: 1, Data: []byte("compiling\n")},
+			{Vertex: run, Stream: 2, Data: []byte("warning: x\n")},
+		},
+	}
+	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: run, Name: "[1/1] RUN make", Started: &now, Completed: &now}}}
+	close(ch)
+	if err := showProgress(ch, ProgressOptions{Logger: testLogger(&logs), Stdout: &stdout, Stderr: &stderr}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(logs.String(), `level=info msg="RUN make"`); got != 1 {
+		t.Errorf("RUN line logged %d times, want once:\n%s", got, &logs)
+	}
+	if stdout.String() != "compiling\n" || stderr.String() != "warning: x\n" {
+		t.Errorf("stdout %q, stderr %q: RUN output not routed by stream", &stdout, &stderr)
+	}
+}
+
+func TestProgressDebugAddsPlainProgress(t *testing.T) {
+	var logs bytes.Buffer
+	logger := testLogger(&logs)
+	logger.Level = logrus.DebugLevel
+	now := time.Now()
+	ch := make(chan *client.SolveStatus, 1)
+	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: digest.FromString("v"), Name: "[1/1] RUN true", Started: &now, Completed: &now}}}
+	close(ch)
+	if err := showProgress(ch, ProgressOptions{Logger: logger, Stdout: io.Discard, Stderr: io.Discard, Debug: true}); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, `level=info msg="RUN true"`) || !strings.Contains(out, "level=debug") || !strings.Contains(out, "DONE") {
+		t.Errorf("want the Kaniko line plus BuildKit's plain progress at debug level:\n%s", out)
+	}
+}
+
+func TestBuildErrorExitCode(t *testing.T) {
+	typed := fmt.Errorf("failed to solve: %w", &gatewaypb.ExitError{ExitCode: 42, Err: errors.New(`process "/bin/sh -c exit 42" did not complete successfully: exit code: 42`)})
+	cases := []struct {
+		err  error
+		want int
+	}{
+		{typed, 42},
+		{errors.New(`failed to solve: process "/bin/sh -c false" did not complete successfully: exit code: 3`), 3},
+		{errors.New("failed to solve: base image not found"), 1},
+		{&gatewaypb.ExitError{ExitCode: 0}, 1},
+	}
+	for _, c := range cases {
+		be := newBuildError(c.err)
+		if be.ExitCode() != c.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", c.err, be.ExitCode(), c.want)
+		}
+		if !strings.HasPrefix(be.Error(), "error building image: ") || !errors.Is(be, c.err) {
+			t.Errorf("error %q does not wrap %v with Kaniko's prefix", be, c.err)
+		}
+	}
+	if got := newBuildError(errors.New("line one\n  line two")).Error(); got != "error building image: line one line two" {
+		t.Errorf("multi-line error became %q", got)
+	}
+}
+
+func TestDaemonLogTailDropsStackTraces(t *testing.T) {
+	var debug bytes.Buffer
+	logger := testLogger(&debug)
+	logger.Level = logrus.DebugLevel
+	l := newDaemonLog(nil, logger, true)
+	fmt.Fprint(l, "level=info msg=starting\nbuildkitd: config is broken\nmain.main\n\t/src/main.go:10\nruntime.goexit\n\t/src/asm.s:1\n")
+	fmt.Fprint(l, "partial line")
+	if got, want := l.tail(), "level=info msg=starting buildkitd: config is broken partial line"; got != want {
+		t.Errorf("tail = %q, want %q", got, want)
+	}
+	if !strings.Contains(debug.String(), "buildkitd: buildkitd: config is broken") {
+		t.Errorf("daemon lines not forwarded at debug level:\n%s", &debug)
+	}
+}

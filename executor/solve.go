@@ -1,0 +1,191 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/util/entitlements"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+)
+
+// SolveRequest is one Dockerfile build exported as an OCI layout.
+type SolveRequest struct {
+	ContextDir     string // local build context directory
+	DockerfilePath string // path of the Dockerfile file itself
+	Target         string
+	BuildArgs      map[string]string
+	Labels         map[string]string
+	Platform       string // e.g. linux/amd64; empty builds for the daemon's platform
+	NoCache        bool
+	// HostNetwork runs RUN in the host network like Kaniko; the daemon must
+	// allow the network.host entitlement (private daemons do).
+	HostNetwork bool
+	// SourceDateEpoch (decimal seconds) becomes build-arg:SOURCE_DATE_EPOCH.
+	SourceDateEpoch string
+
+	// DockerConfigDir holds config.json with registry credentials; empty
+	// means docker's default ($DOCKER_CONFIG, else ~/.docker).
+	DockerConfigDir string
+	// RegistryTLS is per-host TLS for the client side of registry auth.
+	RegistryTLS map[string]*authprovider.AuthTLSConfig
+
+	Compression      string // "gzip" (default) or "zstd"
+	CompressionLevel int    // <= 0: gzip level 1 (Kaniko's BestSpeed), zstd's default
+	// OutputDir receives the OCI layout (index.json, blobs/); the build
+	// pushes nothing itself.
+	OutputDir string
+
+	Progress ProgressOptions
+}
+
+// SolveResult names the image written into the layout.
+type SolveResult struct {
+	ManifestDigest string
+	ConfigDigest   string
+	LayoutDir      string
+}
+
+// Solve runs the Dockerfile frontend and exports the image as an OCI
+// layout with Docker schema 2 media types. Build failures are *BuildError.
+func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResult, error) {
+	opt, err := solveOpt(req)
+	if err != nil {
+		return nil, err
+	}
+	statusCh := make(chan *client.SolveStatus)
+	var resp *client.SolveResponse
+	eg, egCtx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		var err error
+		resp, err = c.Solve(egCtx, nil, *opt, statusCh)
+		return err
+	})
+	eg.Go(func() error {
+		// Keep draining after a display error so Solve never blocks.
+		return showProgress(statusCh, req.Progress)
+	})
+	if err := eg.Wait(); err != nil {
+		return nil, newBuildError(err)
+	}
+	res := &SolveResult{
+		ManifestDigest: resp.ExporterResponse[exptypes.ExporterImageDigestKey],
+		ConfigDigest:   resp.ExporterResponse[exptypes.ExporterImageConfigDigestKey],
+		LayoutDir:      req.OutputDir,
+	}
+	if res.ManifestDigest == "" {
+		return nil, errors.New("error building image: BuildKit reported no image digest")
+	}
+	return res, nil
+}
+
+func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
+	if req.OutputDir == "" {
+		return nil, errors.New("solve: no output directory for the OCI layout")
+	}
+	contextFS, err := fsutil.NewFS(req.ContextDir)
+	if err != nil {
+		return nil, fmt.Errorf("build context %s: %w", req.ContextDir, err)
+	}
+	dockerfileFS, err := fsutil.NewFS(filepath.Dir(req.DockerfilePath))
+	if err != nil {
+		return nil, fmt.Errorf("dockerfile %s: %w", req.DockerfilePath, err)
+	}
+	auth, err := authSession(req)
+	if err != nil {
+		return nil, err
+	}
+	opt := &client.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: frontendAttrs(req),
+		LocalMounts: map[string]fsutil.FS{
+			"context":    contextFS,
+			"dockerfile": dockerfileFS,
+		},
+		Session: []session.Attachable{auth},
+		Exports: []client.ExportEntry{{
+			Type:      client.ExporterOCI,
+			Attrs:     exporterAttrs(req),
+			OutputDir: req.OutputDir,
+		}},
+	}
+	if req.HostNetwork {
+		opt.AllowedEntitlements = []string{string(entitlements.EntitlementNetworkHost)}
+	}
+	return opt, nil
+}
+
+func frontendAttrs(req SolveRequest) map[string]string {
+	attrs := map[string]string{
+		"filename": filepath.Base(req.DockerfilePath),
+		// Kaniko ignores `# syntax=` and never pulls a frontend image; any
+		// cmdline value keeps the built-in frontend.
+		"cmdline": "",
+		// Kaniko has no Dockerfile linter; `# check=error=true` must not fail builds.
+		"build-arg:BUILDKIT_DOCKERFILE_CHECK": "skip=all",
+	}
+	if req.Target != "" {
+		attrs["target"] = req.Target
+	}
+	if req.Platform != "" {
+		attrs["platform"] = req.Platform
+	}
+	if req.NoCache {
+		attrs["no-cache"] = ""
+	}
+	if req.HostNetwork {
+		attrs["force-network-mode"] = "host"
+	}
+	if req.SourceDateEpoch != "" {
+		attrs["build-arg:SOURCE_DATE_EPOCH"] = req.SourceDateEpoch
+	}
+	for k, v := range req.BuildArgs {
+		attrs["build-arg:"+k] = v
+	}
+	for k, v := range req.Labels {
+		attrs["label:"+k] = v
+	}
+	return attrs
+}
+
+func exporterAttrs(req SolveRequest) map[string]string {
+	attrs := map[string]string{
+		"tar":            "false",
+		"oci-mediatypes": "false", // Kaniko writes Docker schema 2
+	}
+	compression := req.Compression
+	if compression == "" {
+		compression = "gzip"
+	}
+	attrs["compression"] = compression
+	switch {
+	case req.CompressionLevel > 0:
+		attrs["compression-level"] = strconv.Itoa(req.CompressionLevel)
+	case compression == "gzip":
+		attrs["compression-level"] = "1"
+	}
+	return attrs
+}
+
+func authSession(req SolveRequest) (session.Attachable, error) {
+	dir := req.DockerConfigDir
+	if dir == "" {
+		dir = config.Dir()
+	}
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading registry credentials from %s: %w", filepath.Join(dir, config.ConfigFileName), err)
+	}
+	return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: authprovider.LoadAuthConfig(cfg),
+		TLSConfigs:         req.RegistryTLS,
+	}), nil
+}
