@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test demo docs clean
+.PHONY: all build deps test demo docs golden bench clean
 
 all: build
 
@@ -36,6 +36,15 @@ demo: deps build
 # docs/flags.md is generated from flagmap's table; go test ./flagmap fails when it is stale.
 docs:
 	$(GO) run ./flagmap/cmd/flagsdoc > docs/flags.md
+
+# Regenerates conformance/golden from the real Kaniko v1.23.2 (needs root; builds Kaniko once, cached).
+golden: deps
+	$(GO) run ./conformance/cmd/golden
+
+# kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
+# BENCH_FLAGS e.g. -scenarios small,parallel -runs 5
+bench: deps build
+	$(GO) run ./bench -out bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -134,16 +134,21 @@ func (d *localDaemon) makeRunDir() (string, error) {
 }
 
 func buildkitdArgs(cfg DaemonConfig, dir, socket, configFile string) []string {
+	root := cfg.Root
+	if root == "" {
+		root = filepath.Join(dir, "root")
+	}
 	args := []string{
-		"--root=" + filepath.Join(dir, "root"),
+		"--root=" + root,
 		"--addr=unix://" + socket,
 		"--config=" + configFile,
 		"--oci-worker=true",
 		"--containerd-worker=false",
 		// Kaniko runs RUN in the host network.
 		"--oci-worker-net=host",
-		// The state dir lives for one build; collecting it is wasted work.
-		"--oci-worker-gc=false",
+		// A private root lives for one build, so collecting it is wasted
+		// work; a persistent one must stay bounded (BuildKit's default policy).
+		"--oci-worker-gc=" + strconv.FormatBool(cfg.Root != ""),
 		"--allow-insecure-entitlement=network.host",
 	}
 	if cfg.NoProcessSandbox {
@@ -271,11 +276,16 @@ func waitGroupGone(pgid int, budget time.Duration) {
 func (d *localDaemon) removeState() error {
 	var errs []error
 	if d.dir != "" {
-		err := os.RemoveAll(d.dir)
-		if err != nil && d.rootless {
-			// Layers hold files owned by subordinate IDs: only the namespace's
-			// root can delete them.
-			err = d.removeInUserNamespace()
+		var err error
+		if d.rootless {
+			// Layers hold files owned by subordinate IDs that only the
+			// namespace's root can delete; trying os.RemoveAll first would
+			// walk every file of an unpacked base image for nothing.
+			if err = d.removeInUserNamespace(); err != nil && os.RemoveAll(d.dir) == nil {
+				err = nil
+			}
+		} else {
+			err = os.RemoveAll(d.dir)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("removing BuildKit state %s: %w", d.dir, err))
