@@ -65,7 +65,6 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		}
 	}
 	defer b.buildContext.Cleanup()
-	warnUnimplemented(opts)
 
 	registry, err := compat.NewRegistrySettings(opts, b.Version)
 	if err != nil {
@@ -89,11 +88,12 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		return fmt.Errorf("creating a work directory: %w", err)
 	}
 	defer os.RemoveAll(work)
-	dockerfile, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
+	dockerfile, content, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
 	if err != nil {
 		return err
 	}
-	parsed, err := compat.ParseDockerfile(dockerfile, opts.BuildArgs)
+	// Errors name the user's Dockerfile, not the private copy.
+	parsed, err := compat.ParseDockerfileBytes(b.dockerfile, content, opts.BuildArgs)
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %w", err)
 	}
@@ -107,10 +107,21 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		return err
 	}
 
+	layerCache, err := PlanLayerCache(ctx, LayerCacheConfig{Options: opts, Registry: registry, Keychain: cfg.Keychain})
+	if err != nil {
+		return err
+	}
 	hosts := daemonHosts(registry, parsed.BaseImages(), opts)
+	if layerCache.Push != "" {
+		hosts.Push = append(hosts.Push, layerCache.Push)
+	}
+	// Released after the daemon using it has stopped.
+	cacheDirState := cacheDirStateFor(ctx, opts, logrus.StandardLogger())
+	defer cacheDirState.Release()
 	daemonCfg := DaemonConfig{
 		Host:               opts.BuildkitHost,
 		StateParent:        stateParent(opts),
+		Root:               cacheDirState.RootDir(),
 		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
 		Debug:              isDebug(opts.Verbosity),
 	}
@@ -119,7 +130,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 			return err
 		}
 	}
-	daemon, err := StartDaemon(ctx, daemonCfg)
+	daemon, err := startDaemonWithPreflight(ctx, daemonCfg)
 	if err != nil {
 		return err
 	}
@@ -130,14 +141,20 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	}
 
 	req := SolveRequest{
-		ContextDir:       b.buildContext.Dir,
-		DockerfilePath:   dockerfile,
-		Target:           opts.Target,
-		BuildArgs:        keyValues(opts.BuildArgs),
-		Labels:           keyValues(opts.Labels),
-		Platform:         opts.CustomPlatform,
-		NoCache:          !opts.Cache,
-		HostNetwork:      true,
+		ContextDir:     b.buildContext.Dir,
+		DockerfilePath: dockerfile,
+		Target:         opts.Target,
+		BuildArgs:      keyValues(opts.BuildArgs),
+		Labels:         keyValues(opts.Labels),
+		Platform:       opts.CustomPlatform,
+		NoCache:        !opts.Cache,
+		CacheImports:   layerCache.Imports,
+		CacheExports:   layerCache.Exports,
+		// Kaniko's RUN sees the host network; a private daemon grants it.
+		// A remote daemon keeps the network its operator configured: asking
+		// for network.host would fail on every daemon not started with
+		// --allow-insecure-entitlement=network.host.
+		HostNetwork:      opts.BuildkitHost == "",
 		DockerConfigDir:  dockerConfig,
 		RegistryTLS:      registry.AuthTLSConfigs(hosts),
 		Compression:      opts.Compression,
@@ -169,29 +186,30 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 // .dockerignore excludes still builds, and only this file reaches BuildKit's
 // dockerfile source. Kaniko's ignore file goes along as
 // Dockerfile.dockerignore, which BuildKit's frontend prefers over the
-// context's .dockerignore exactly as Kaniko does.
-func stageDockerfile(ctx context.Context, source, contextDir, dir string) (string, error) {
+// context's .dockerignore exactly as Kaniko does. It returns the copy's
+// path and the Dockerfile's content.
+func stageDockerfile(ctx context.Context, source, contextDir, dir string) (string, []byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	dt, err := compat.ReadDockerfile(ctx, source)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	staged := filepath.Join(dir, "Dockerfile")
 	if err := os.WriteFile(staged, dt, 0o600); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if ignore, ok := compat.DockerignorePath(source, contextDir); ok {
 		content, err := os.ReadFile(ignore)
 		if err != nil {
-			return "", fmt.Errorf("reading %s: %w", ignore, err)
+			return "", nil, fmt.Errorf("reading %s: %w", ignore, err)
 		}
 		if err := os.WriteFile(staged+".dockerignore", content, 0o600); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
-	return staged, nil
+	return staged, dt, nil
 }
 
 // imageFromLayout opens the image BuildKit exported.
@@ -283,14 +301,6 @@ func writableDir(dir string) bool {
 	}
 	f.Close()
 	return os.Remove(f.Name()) == nil
-}
-
-// warnUnimplemented says out loud which given flags this version does not
-// honour yet, so nothing is silently ignored.
-func warnUnimplemented(opts *flagmap.Options) {
-	if opts.Cache {
-		logrus.Warn("--cache: kiln does not use a registry layer cache yet; building without one")
-	}
 }
 
 // Environment for TLS to a remote --buildkit-host, named after buildctl's

@@ -40,6 +40,10 @@ type DaemonConfig struct {
 	// not be on overlayfs for BuildKit's overlayfs snapshotter. Empty means
 	// os.TempDir().
 	StateParent string
+	// Root, when set, is a persistent BuildKit root (the --cache-dir state)
+	// that outlives the daemon; the caller holds its lock (CacheDirState).
+	// Empty keeps the root inside the private state dir.
+	Root string
 	// BinDir holds buildkitd and rootlesskit. Empty looks next to the
 	// running executable, then on PATH.
 	BinDir string

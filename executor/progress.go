@@ -41,7 +41,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	p := &kanikoProgress{opts: opts, announced: map[digest.Digest]bool{}}
+	p := &kanikoProgress{opts: opts, announced: map[digest.Digest]bool{}, cached: map[digest.Digest]bool{}}
 	if !opts.Debug {
 		for s := range ch {
 			p.handle(s)
@@ -80,10 +80,18 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 type kanikoProgress struct {
 	opts      ProgressOptions
 	announced map[digest.Digest]bool
+	cached    map[digest.Digest]bool
 }
 
 func (p *kanikoProgress) handle(s *client.SolveStatus) {
 	for _, v := range s.Vertexes {
+		if v.Cached && !p.cached[v.Digest] {
+			p.cached[v.Digest] = true
+			// Kaniko's line for a step taken from the layer cache.
+			if m := instructionVertex.FindStringSubmatch(v.Name); m != nil && !strings.HasPrefix(m[1], "FROM ") {
+				p.opts.Logger.Info("Using caching version of cmd: " + m[1])
+			}
+		}
 		if v.Started == nil || p.announced[v.Digest] {
 			continue
 		}

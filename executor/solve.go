@@ -40,6 +40,10 @@ type SolveRequest struct {
 
 	Compression      string // "gzip" (default) or "zstd"
 	CompressionLevel int    // <= 0: gzip level 1 (Kaniko's BestSpeed), zstd's default
+	// CacheImports and CacheExports are BuildKit cache entries (see
+	// PlanLayerCache).
+	CacheImports []client.CacheOptionsEntry
+	CacheExports []client.CacheOptionsEntry
 	// OutputDir receives the OCI layout (index.json, blobs/); the build
 	// pushes nothing itself.
 	OutputDir string
@@ -110,7 +114,9 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 			"context":    contextFS,
 			"dockerfile": dockerfileFS,
 		},
-		Session: []session.Attachable{auth},
+		Session:      []session.Attachable{auth},
+		CacheImports: req.CacheImports,
+		CacheExports: req.CacheExports,
 		Exports: []client.ExportEntry{{
 			Type:      client.ExporterOCI,
 			Attrs:     exporterAttrs(req),
@@ -157,18 +163,22 @@ func frontendAttrs(req SolveRequest) map[string]string {
 }
 
 func exporterAttrs(req SolveRequest) map[string]string {
-	attrs := map[string]string{
-		"tar":            "false",
-		"oci-mediatypes": "false", // Kaniko writes Docker schema 2
-	}
-	compression := req.Compression
+	attrs := compressionAttrs(req.Compression, req.CompressionLevel)
+	attrs["tar"] = "false"
+	attrs["oci-mediatypes"] = "false" // Kaniko writes Docker schema 2
+	return attrs
+}
+
+// compressionAttrs are the exporter attributes for --compression and
+// --compression-level.
+func compressionAttrs(compression string, level int) map[string]string {
 	if compression == "" {
 		compression = "gzip"
 	}
-	attrs["compression"] = compression
+	attrs := map[string]string{"compression": compression}
 	switch {
-	case req.CompressionLevel > 0:
-		attrs["compression-level"] = strconv.Itoa(req.CompressionLevel)
+	case level > 0:
+		attrs["compression-level"] = strconv.Itoa(level)
 	case compression == "gzip":
 		attrs["compression-level"] = "1"
 	}
