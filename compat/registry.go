@@ -272,8 +272,15 @@ func (s *RegistrySettings) DaemonRegistries(hosts DaemonHosts) map[string]resolv
 		plain := slices.Contains(s.insecureRegistries, host) ||
 			(s.insecurePull && slices.Contains(pull, host)) ||
 			(s.insecure && slices.Contains(hosts.Push, host))
-		if plain {
+		_, hasCA := s.caFiles[host]
+		_, hasClientCert := s.clientCerts[host]
+		switch {
+		case plain:
 			c.PlainHTTP = ptr(true)
+		case hasCA || hasClientCert || s.skipsVerification(host):
+			// BuildKit speaks plain HTTP to loopback hosts by default; TLS
+			// settings for a host mean it serves HTTPS, as Kaniko assumes.
+			c.PlainHTTP = ptr(false)
 		}
 		if plain || s.skipsVerification(host) {
 			c.Insecure = ptr(true)

@@ -270,6 +270,7 @@ func TestBuildkitdTOMLGolden(t *testing.T) {
   mirrors = ["gcr-mirror.example.com/gcr"]
 
 [registry."private.example.com"]
+  http = false
   ca = ["` + caFile + `"]
 
   [[registry."private.example.com".keypair]]
@@ -281,6 +282,7 @@ func TestBuildkitdTOMLGolden(t *testing.T) {
   insecure = true
 
 [registry."selfsigned.example.com"]
+  http = false
   insecure = true
 `
 	got := s.BuildkitdTOML(hosts)

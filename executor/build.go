@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/kilnbuild/kiln/cli"
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/compat/shape"
 	"github.com/kilnbuild/kiln/executor/publish"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
@@ -178,7 +180,34 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
+	img, err = shapeLikeKaniko(img, opts, content, filepath.Join(work, "shape"))
+	if err != nil {
+		return err
+	}
 	return plan.Publish(ctx, img)
+}
+
+// shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
+// written (layers, history, --reproducible); the layer files it spools into
+// dir must outlive publishing.
+func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, dir string) (v1.Image, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ignore := slices.Clone(opts.IgnorePaths)
+	if opts.IgnoreVarRun {
+		ignore = append(ignore, "/var/run")
+	}
+	return shape.Kaniko(img, shape.Options{
+		WorkDir:          dir,
+		Reproducible:     opts.Reproducible,
+		SourceDateEpoch:  opts.SourceDateEpoch,
+		Dockerfile:       dockerfile,
+		Target:           opts.Target,
+		BuildArgs:        opts.BuildArgs,
+		IgnorePaths:      ignore,
+		CompressionLevel: opts.CompressionLevel,
+	})
 }
 
 // stageDockerfile copies the Dockerfile (downloading a URL) into a private

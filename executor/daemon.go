@@ -144,6 +144,11 @@ func connectWhenReady(ctx context.Context, address string, exited <-chan struct{
 		}
 		c.Close()
 		lastErr = err
+		if tlsRejected(err) {
+			// A daemon that is still starting refuses connections; one that
+			// rejects our certificate (or we its) will keep doing so.
+			return nil, fmt.Errorf("TLS handshake failed: %s (check the CA, client certificate and key given for BuildKit)", oneLine(err.Error()))
+		}
 		timer := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -156,6 +161,19 @@ func connectWhenReady(ctx context.Context, address string, exited <-chan struct{
 		}
 		backoff = min(backoff*2, maxBackoff)
 	}
+}
+
+// tlsRejected reports errors from a TLS peer that refused the handshake or
+// whose certificate we refused; a broken pipe is how a server's rejection of
+// our client certificate surfaces under TLS 1.3.
+func tlsRejected(err error) bool {
+	msg := err.Error()
+	for _, sign := range []string{"x509:", "tls:", "authentication handshake failed", "certificate required", "bad certificate", "broken pipe"} {
+		if strings.Contains(msg, sign) {
+			return true
+		}
+	}
+	return false
 }
 
 // oneLine joins a multi-line message so errors stay one line.

@@ -7,6 +7,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kilnbuild/kiln/compat"
@@ -19,10 +20,20 @@ const buildkitComment = "buildkit.dockerfile.v0"
 // BuildKit and in Kaniko alike.
 var layerInstructions = map[string]bool{"RUN": true, "COPY": true, "ADD": true, "WORKDIR": true}
 
-// chainCommands returns, in build order, the original text of every
-// RUN/COPY/ADD/WORKDIR of the target stage and of the stages it is built
-// FROM. Kaniko's created_by is exactly this text.
-func chainCommands(dockerfile []byte, target string, buildArgs []string) ([]string, error) {
+// chain is what shaping needs from the stages the target is built on.
+type chain struct {
+	// layerTexts is, in build order, the original text of every
+	// RUN/COPY/ADD/WORKDIR: Kaniko's created_by is exactly this text.
+	layerTexts []string
+	// used holds the instruction keywords that occur (upper case).
+	used map[string]bool
+	// scratch is true when the first stage starts FROM scratch.
+	scratch bool
+}
+
+// readChain parses the Dockerfile for the target stage and the stages it
+// is built FROM.
+func readChain(dockerfile []byte, target string, buildArgs []string) (*chain, error) {
 	df, err := compat.ParseDockerfileBytes("Dockerfile", dockerfile, buildArgs)
 	if err != nil {
 		return nil, err
@@ -35,26 +46,28 @@ func chainCommands(dockerfile []byte, target string, buildArgs []string) ([]stri
 	if err != nil {
 		return nil, err
 	}
-	stages, _, err := instructions.Parse(ast.AST, nil)
+	stages, _, err := instructions.Parse(ast.AST, linter.New(&linter.Config{}))
 	if err != nil {
 		return nil, err
 	}
 	if len(stages) != len(df.Stages) {
 		return nil, fmt.Errorf("dockerfile: %d stages parsed, %d expected", len(stages), len(df.Stages))
 	}
-	var chain []int
+	var order []int
 	for i := stage.Index; i >= 0; i = df.Stages[i].BaseStage {
-		chain = append([]int{i}, chain...)
+		order = append([]int{i}, order...)
 	}
-	var texts []string
-	for _, i := range chain {
+	c := &chain{used: map[string]bool{}, scratch: df.Stages[order[0]].IsScratch()}
+	for _, i := range order {
 		for _, cmd := range stages[i].Commands {
-			if layerInstructions[strings.ToUpper(cmd.Name())] {
-				texts = append(texts, strings.TrimSpace(fmt.Sprint(cmd)))
+			keyword := strings.ToUpper(cmd.Name())
+			c.used[keyword] = true
+			if layerInstructions[keyword] {
+				c.layerTexts = append(c.layerTexts, strings.TrimSpace(fmt.Sprint(cmd)))
 			}
 		}
 	}
-	return texts, nil
+	return c, nil
 }
 
 // historyPlan classifies BuildKit's history: entries before Start belong to

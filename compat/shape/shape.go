@@ -1,0 +1,267 @@
+// Package shape turns the image BuildKit exported into the image Kaniko
+// would have produced for the same Dockerfile: Kaniko's layers (no empty
+// ones, Kaniko's tar form, no build-sandbox artefacts), Kaniko's history and,
+// under --reproducible, go-containerregistry's mutate.Canonical applied the
+// way Kaniko applies it, but streaming through files instead of memory.
+package shape
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// KanikoAuthor is the author of the history entries Kaniko adds.
+const KanikoAuthor = "kaniko"
+
+// Options describe the invocation the image was built for.
+type Options struct {
+	// WorkDir receives one file per rewritten layer. The returned image
+	// reads them, so WorkDir must outlive its publishing.
+	WorkDir string
+	// Reproducible is --reproducible.
+	Reproducible bool
+	// SourceDateEpoch (seconds), with Reproducible, replaces Kaniko's zero
+	// time in layers and config (a kiln extension; nil means Kaniko's form).
+	SourceDateEpoch *int64
+	// Dockerfile is the Dockerfile's content; its instruction texts become
+	// created_by. Without it the texts are derived from BuildKit's.
+	Dockerfile []byte
+	Target     string   // --target
+	BuildArgs  []string // --build-arg KEY=VALUE, to resolve FROM <stage> names
+	// IgnorePaths are --ignore-path values, plus /var/run with
+	// --ignore-var-run: Kaniko leaves them out of every layer it creates.
+	IgnorePaths []string
+	// CompressionLevel is --compression-level for rewritten layers without
+	// --reproducible; <= 0 means gzip BestSpeed, Kaniko's default.
+	CompressionLevel int
+}
+
+// Kaniko reshapes img (BuildKit's export) into Kaniko's form.
+func Kaniko(img v1.Image, opts Options) (v1.Image, error) {
+	if opts.WorkDir == "" {
+		return nil, errors.New("shape: no work directory")
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading image config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("reading image layers: %w", err)
+	}
+	c := &chain{used: map[string]bool{}}
+	if opts.Dockerfile != nil {
+		if c, err = readChain(opts.Dockerfile, opts.Target, opts.BuildArgs); err != nil {
+			return nil, fmt.Errorf("reading the Dockerfile's instructions: %w", err)
+		}
+	}
+	s := &shaper{opts: opts, layers: layers, chain: c, plan: planHistory(cf.History, c.layerTexts)}
+	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths)}
+	addendums, err := s.addendums(cf.History)
+	if err != nil {
+		return nil, err
+	}
+	out, err := mutate.Append(empty.Image, addendums...)
+	if err != nil {
+		return nil, err
+	}
+	return s.finish(img, out, cf)
+}
+
+type shaper struct {
+	opts   Options
+	layers []v1.Layer
+	chain  *chain
+	plan   historyPlan
+	writer *layerWriter
+
+	lower      tree // filesystem below layers[lowerUpTo]
+	lowerUpTo  int
+	layerIndex int // next layer of img to consume
+}
+
+// stamp is the time --reproducible writes everywhere, or nil.
+func (s *shaper) stamp() *time.Time {
+	if !s.opts.Reproducible {
+		return nil
+	}
+	t := time.Time{}
+	if s.opts.SourceDateEpoch != nil {
+		t = time.Unix(*s.opts.SourceDateEpoch, 0).UTC()
+	}
+	return &t
+}
+
+// addendums walks BuildKit's history and layers together and yields
+// Kaniko's: base entries kept, BuildKit's metadata-only entries dropped,
+// each layer instruction with Kaniko's text, or dropped with its layer when
+// Kaniko would have seen no change.
+func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
+	var adds []mutate.Addendum
+	for i, h := range history {
+		text, kaniko := s.plan.Kaniko[i]
+		own := i >= s.plan.Start
+		if h.EmptyLayer {
+			if !own {
+				adds = append(adds, mutate.Addendum{History: h})
+			}
+			continue
+		}
+		if s.layerIndex >= len(s.layers) {
+			return nil, fmt.Errorf("image history lists more layers than the image has (%d)", len(s.layers))
+		}
+		idx := s.layerIndex
+		s.layerIndex++
+		if !kaniko {
+			l, err := s.baseLayer(s.layers[idx])
+			if err != nil {
+				return nil, err
+			}
+			adds = append(adds, mutate.Addendum{Layer: l, History: h})
+			continue
+		}
+		l, err := s.instructionLayer(idx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", text, err)
+		}
+		if l != nil {
+			adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Author: KanikoAuthor, CreatedBy: text}})
+		}
+	}
+	for ; s.layerIndex < len(s.layers); s.layerIndex++ {
+		l, err := s.baseLayer(s.layers[s.layerIndex])
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.Addendum{Layer: l})
+	}
+	return adds, nil
+}
+
+// baseLayer passes a layer Kaniko did not create through, re-tarred with
+// zero times under --reproducible (mutate.Canonical re-tars base layers).
+func (s *shaper) baseLayer(l v1.Layer) (v1.Layer, error) {
+	stamp := s.stamp()
+	if stamp == nil {
+		return l, nil
+	}
+	file, err := retime(l, *stamp, s.opts.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("re-tarring a base layer: %w", err)
+	}
+	return tarball.LayerFromFile(file, tarball.WithMediaType(types.DockerLayer))
+}
+
+// instructionLayer re-tars layer idx in Kaniko's form; nil when empty.
+func (s *shaper) instructionLayer(idx int) (v1.Layer, error) {
+	s.writer.lower = func() (tree, error) { return s.lowerAt(idx) }
+	file, ok, err := s.writer.write(s.layers[idx])
+	if err != nil || !ok {
+		return nil, err
+	}
+	if s.opts.Reproducible {
+		return tarball.LayerFromFile(file, tarball.WithMediaType(types.DockerLayer))
+	}
+	mt, err := s.layers[idx].MediaType()
+	if err != nil {
+		return nil, err
+	}
+	layerOpts := []tarball.LayerOption{tarball.WithMediaType(mt)}
+	if s.opts.CompressionLevel > 0 {
+		layerOpts = append(layerOpts, tarball.WithCompressionLevel(s.opts.CompressionLevel))
+	}
+	if strings.Contains(string(mt), "zstd") {
+		layerOpts = append(layerOpts, tarball.WithCompression("zstd"))
+	}
+	return tarball.LayerFromFile(file, layerOpts...)
+}
+
+// lowerAt is the filesystem below layer idx, built incrementally (callers
+// ask for increasing idx).
+func (s *shaper) lowerAt(idx int) (tree, error) {
+	if s.lower == nil || s.lowerUpTo > idx {
+		s.lower, s.lowerUpTo = tree{}, 0
+	}
+	for ; s.lowerUpTo < idx; s.lowerUpTo++ {
+		if err := applyLayer(s.lower, s.layers[s.lowerUpTo]); err != nil {
+			return nil, fmt.Errorf("reading lower layers: %w", err)
+		}
+	}
+	return s.lower, nil
+}
+
+// finish sets the config: Kaniko keeps BuildKit's (the base config plus the
+// Dockerfile's changes); --reproducible keeps only what mutate.Canonical
+// keeps, with every time stamped.
+func (s *shaper) finish(src, out v1.Image, cf *v1.ConfigFile) (v1.Image, error) {
+	built, err := out.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	s.kanikoConfig(&cf.Config)
+	stamp := s.stamp()
+	if stamp == nil {
+		cfg := cf.DeepCopy()
+		cfg.RootFS, cfg.History = built.RootFS, built.History
+		shaped, err := mutate.ConfigFile(out, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return withMediaTypes(src, shaped)
+	}
+	cfg := built.DeepCopy()
+	cfg.Architecture, cfg.OS, cfg.OSVersion = cf.Architecture, cf.OS, cf.OSVersion
+	cfg.Config = cf.Config
+	cfg.Config.Hostname = ""
+	cfg.Created = v1.Time{Time: *stamp}
+	for i := range cfg.History {
+		cfg.History[i].Created = v1.Time{Time: *stamp}
+		cfg.History[i].Author = ""
+	}
+	return mutate.ConfigFile(out, cfg)
+}
+
+// kanikoConfig undoes what BuildKit sets in the container config where
+// Kaniko does not: ArgsEscaped (Kaniko's CMD clears it, its ENTRYPOINT
+// keeps the base's, which BuildKit overwrote) and WorkingDir "/" on a
+// scratch base without WORKDIR.
+func (s *shaper) kanikoConfig(cfg *v1.Config) {
+	if s.chain.used["CMD"] || s.chain.used["ENTRYPOINT"] {
+		cfg.ArgsEscaped = false
+	}
+	if s.chain.scratch && !s.chain.used["WORKDIR"] && cfg.WorkingDir == "/" {
+		cfg.WorkingDir = ""
+	}
+}
+
+// withMediaTypes keeps the manifest family BuildKit chose (Kaniko follows
+// the base image's).
+func withMediaTypes(src, shaped v1.Image) (v1.Image, error) {
+	mt, err := src.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	if mt == types.OCIManifestSchema1 {
+		return mutate.ConfigMediaType(mutate.MediaType(shaped, mt), types.OCIConfigJSON), nil
+	}
+	return shaped, nil
+}
+
+func cleanPaths(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if c := cleanPath(p); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
