@@ -10,10 +10,13 @@ export CGO_ENABLED := 0
 
 all: build
 
-build: $(BIN)/executor $(BIN)/buildkitd $(BIN)/rootlesskit
+build: $(BIN)/executor $(BIN)/warmer $(BIN)/buildkitd $(BIN)/rootlesskit
 
 $(BIN)/executor: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
+
+$(BIN)/warmer: FORCE
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/warmer
 
 # BuildKit and rootlesskit are pinned by go.mod's tool directives.
 $(BIN)/buildkitd: go.mod go.sum

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -108,8 +109,8 @@ func CheckPushPermissions(ctx context.Context, cfg Config) error {
 		// Kaniko retries network flakes during the check too.
 		rt := transport.NewRetry(cfg.Registry.Transport(tag.RegistryStr()))
 		if err := remote.CheckPushPermission(tag, cfg.Keychain, rt); err != nil {
-			return fmt.Errorf("%s: checking push permission for %q: %s (check the credentials for %s in $DOCKER_CONFIG/config.json, or pass --skip-push-permission-check)",
-				permissionCheckFailed, tag, oneLine(err), tag.RegistryStr())
+			return fmt.Errorf("%s: checking push permission for %q: %s (%s)",
+				permissionCheckFailed, tag, oneLine(err), permissionFix(err, tag.RegistryStr()))
 		}
 		checked[repository] = true
 	}
@@ -127,4 +128,14 @@ func permissionTargets(cfg Config) []string {
 	default:
 		return []string{cfg.CacheRepo}
 	}
+}
+
+// permissionFix points at credentials only when the registry answered and
+// refused them; an unreachable registry needs its address checked instead.
+func permissionFix(err error, registry string) string {
+	var terr *transport.Error
+	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
+		return fmt.Sprintf("check the credentials for %s in $DOCKER_CONFIG/config.json, or pass --skip-push-permission-check", registry)
+	}
+	return fmt.Sprintf("check that %s is reachable from here and the --destination is right; for a plain-HTTP registry pass --insecure or --insecure-registry=%s", registry, registry)
 }
