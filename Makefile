@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test demo docs golden bench clean
+.PHONY: all build deps test demo docs golden bench image clean
 
 all: build
 
@@ -48,6 +48,11 @@ golden: deps
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5
 bench: deps build
 	$(GO) run ./bench -out bench $(BENCH_FLAGS)
+
+# kiln builds its own executor images (kiln, kiln:debug) into out/ (docs/images.md).
+image: deps
+	$(MAKE) build BIN=out/image-bin
+	./hack/image.sh out/image-bin
 
 clean:
 	rm -rf $(BIN)

@@ -109,6 +109,20 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		return err
 	}
 
+	pins, err := (&BaseImageResolver{
+		Registry: registry,
+		Keychain: cfg.Keychain,
+		Platform: opts.CustomPlatform,
+		Log:      logrus.StandardLogger(),
+	}).Resolve(ctx, parsed.BaseImages())
+	if err != nil {
+		return &BuildError{Err: err, Code: 1}
+	}
+	sourcePolicy, err := SourcePolicy(pins)
+	if err != nil {
+		return err
+	}
+
 	layerCache, err := PlanLayerCache(ctx, LayerCacheConfig{Options: opts, Registry: registry, Keychain: cfg.Keychain})
 	if err != nil {
 		return err
@@ -150,6 +164,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		Labels:         keyValues(opts.Labels),
 		Platform:       opts.CustomPlatform,
 		NoCache:        !opts.Cache,
+		SourcePolicy:   sourcePolicy,
 		CacheImports:   layerCache.Imports,
 		CacheExports:   layerCache.Exports,
 		// Kaniko's RUN sees the host network; a private daemon grants it.
@@ -194,7 +209,9 @@ func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	ignore := slices.Clone(opts.IgnorePaths)
+	// Kaniko never snapshots its own directory (the kaniko dir as KANIKO_DIR
+	// or --kaniko-dir moves it), whatever a RUN left there.
+	ignore := append(slices.Clone(opts.IgnorePaths), compat.KanikoDir(opts))
 	if opts.IgnoreVarRun {
 		ignore = append(ignore, "/var/run")
 	}

@@ -35,6 +35,10 @@ type DaemonConfig struct {
 	// host name in Host.
 	TLSCACert, TLSCert, TLSKey, TLSServerName string
 
+	// Rootless starts the private daemon through rootlesskit even as root:
+	// root without CAP_SYS_ADMIN (Kaniko's usual pod) cannot run it rootful.
+	Rootless bool
+
 	// StateParent is where the private state dir (daemon root, socket,
 	// config, log) is created: the Kaniko dir or $XDG_RUNTIME_DIR. It must
 	// not be on overlayfs for BuildKit's overlayfs snapshotter. Empty means
@@ -89,7 +93,7 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
 	if cfg.Host != "" {
 		return startRemote(ctx, cfg)
 	}
-	return startLocal(ctx, cfg, os.Geteuid() != 0)
+	return startLocal(ctx, cfg, cfg.Rootless || os.Geteuid() != 0)
 }
 
 type remoteDaemon struct {

@@ -182,6 +182,12 @@ func (d *localDaemon) start(argv []string, runDir string) error {
 	// Rootless runc keeps container state in $XDG_RUNTIME_DIR/runc (else
 	// /run/runc, unwritable); keeping it private also makes cleanup complete.
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
+	if d.rootless && (os.Getenv("USER") == "" || os.Getenv("USER") == "root") {
+		// buildkitd and runc treat USER=root (set in Kaniko's images) as a
+		// rootful configuration and reach for /run; inside rootlesskit the
+		// process is the namespace's root, not the host's.
+		cmd.Env = append(cmd.Env, "USER=kiln")
+	}
 	cmd.Stdout = d.logs
 	cmd.Stderr = d.logs
 	// Grandchildren may inherit the log pipe; do not hang Wait on them.

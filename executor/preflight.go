@@ -30,7 +30,8 @@ func startDaemonWithPreflight(ctx context.Context, cfg DaemonConfig) (Daemon, er
 		probe.StateDir = os.TempDir()
 	}
 	findings := probe.Run()
-	if err := applyPreflight(&cfg, findings, os.Geteuid() != 0, logrus.StandardLogger()); err != nil {
+	cfg.Rootless = cfg.Rootless || probe.Rootless()
+	if err := applyPreflight(&cfg, findings, cfg.Rootless || os.Geteuid() != 0, logrus.StandardLogger()); err != nil {
 		return nil, err
 	}
 	d, err := StartDaemon(ctx, cfg)

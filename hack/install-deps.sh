@@ -13,6 +13,7 @@ packages=(
 	iproute2        # rootlesskit networking
 	ca-certificates
 	tar             # GNU tar with --sort, used to pack the Debian rootfs
+	libcap2-bin     # setcap: newuidmap/newgidmap file capabilities in kiln's image
 )
 
 missing=()

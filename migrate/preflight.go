@@ -66,7 +66,6 @@ const (
 	fixCaps         = "securityContext: {capabilities: {add: [SETUID, SETGID]}} (needed after drop: [ALL])"
 	fixProcMask     = "pod spec: {hostUsers: false} with securityContext: {procMount: Unmasked}; otherwise kiln runs RUN steps without a process sandbox"
 	fixUserns       = "node: sysctl -w user.max_user_namespaces=15000 (a privileged DaemonSet on Bottlerocket); cannot be fixed from the pod"
-	fixRootful      = "securityContext: {privileged: true}, or run kiln rootless: securityContext: {runAsUser: 1000, runAsGroup: 1000} plus the rootless settings"
 	fixNewuidmap    = "image: use kiln's image (it ships newuidmap/newgidmap); in a custom image install uidmap (Debian) or shadow-uidmap (Alpine)"
 	fixSetuidBinary = "image: newuidmap/newgidmap must be setuid root (chmod u+s) or carry file capabilities (setcap cap_setuid+ep / cap_setgid+ep)"
 	fixSubid        = "image: add '<user>:100000:65536' to /etc/subuid and /etc/subgid, and run as that user (securityContext: {runAsUser: <uid>})"
@@ -102,7 +101,7 @@ func Preflight() []Finding { return Probe{StateDir: "/kaniko"}.Run() }
 func (p Probe) Run() []Finding {
 	status := parseStatus(p)
 	var out []Finding
-	rootless := p.euid() != 0
+	rootless := p.rootless(status)
 	out = append(out, p.checkIdentity(status, rootless))
 	if rootless {
 		out = append(out, p.checkUserNamespaces()...)
@@ -116,6 +115,20 @@ func (p Probe) Run() []Finding {
 	out = append(out, p.checkProcMasks())
 	out = append(out, p.checkStateDir())
 	return out
+}
+
+// Rootless reports whether kiln runs BuildKit through rootlesskit here: as
+// any user but root, and as root without CAP_SYS_ADMIN (Kaniko's usual pod:
+// UID 0 with the runtime's default capabilities), where a rootful daemon
+// cannot mount its snapshots but a user namespace gives it the privileges.
+func (p Probe) Rootless() bool { return p.rootless(parseStatus(p)) }
+
+func (p Probe) rootless(s status) bool {
+	if p.euid() != 0 {
+		return true
+	}
+	eff, ok := s.capSet("CapEff")
+	return ok && !hasCap(eff, capSysAdmin)
 }
 
 // status holds the /proc/self/status fields the checks use.
@@ -150,17 +163,14 @@ func hasCap(set uint64, bit uint) bool { return set&(1<<bit) != 0 }
 
 func (p Probe) checkIdentity(s status, rootless bool) Finding {
 	f := Finding{Check: "identity", Severity: SeverityOK}
-	if !rootless {
-		f.Seen = "running as root: kiln starts a rootful BuildKit daemon"
-		if eff, ok := s.capSet("CapEff"); ok && !hasCap(eff, capSysAdmin) {
-			f.Severity = SeverityError
-			f.Seen = "running as root without CAP_SYS_ADMIN: a rootful BuildKit daemon cannot mount its snapshots"
-			f.Why = "Kaniko needed only UID 0; BuildKit needs mounts and namespaces"
-			f.Fix = fixRootful
-		}
-		return f
+	switch {
+	case !rootless:
+		f.Seen = "running as root with CAP_SYS_ADMIN: kiln starts a rootful BuildKit daemon"
+	case p.euid() == 0:
+		f.Seen = "running as root without CAP_SYS_ADMIN: kiln starts BuildKit rootless through rootlesskit, in a user namespace where it may mount"
+	default:
+		f.Seen = fmt.Sprintf("running as UID %d: kiln starts BuildKit rootless through rootlesskit", p.euid())
 	}
-	f.Seen = fmt.Sprintf("running as UID %d: kiln starts BuildKit rootless through rootlesskit", p.euid())
 	return f
 }
 

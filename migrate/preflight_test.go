@@ -123,7 +123,7 @@ func TestPreflightFindings(t *testing.T) {
 			check: "state-dir", severity: SeverityWarning, seen: "(overlay)", fix: "emptyDir"},
 		{name: "root without CAP_SYS_ADMIN", probe: func(p *Probe) { root := 0; p.Euid = &root },
 			edits: map[string]string{"proc/self/status": strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t00000000a80425fb", 1)},
-			check: "identity", severity: SeverityError, seen: "without CAP_SYS_ADMIN", fix: "privileged: true"},
+			check: "identity", severity: SeverityOK, seen: "without CAP_SYS_ADMIN: kiln starts BuildKit rootless"},
 		{name: "root with full capabilities", probe: func(p *Probe) { root := 0; p.Euid = &root },
 			edits: map[string]string{"proc/self/status": strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t000001ffffffffff", 1)},
 			check: "identity", severity: SeverityOK, seen: "rootful"},
@@ -203,5 +203,32 @@ func TestPreflightThisMachine(t *testing.T) {
 	}
 	if err := tryUserNamespace(); err != nil {
 		t.Errorf("creating a user namespace on this machine failed: %v", err)
+	}
+}
+
+func TestRootWithoutSysAdminGetsTheRootlessChecks(t *testing.T) {
+	status := strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t00000000a80425fb", 1)
+	p := fakeRoot(t, map[string]string{"proc/self/status": status})
+	root := 0
+	p.Euid = &root
+	p.UserName = "root"
+	if !p.Rootless() {
+		t.Fatal("root without CAP_SYS_ADMIN must run BuildKit rootless")
+	}
+	checks := map[string]bool{}
+	for _, f := range p.Run() {
+		checks[f.Check] = true
+	}
+	for _, want := range []string{"user-namespaces", "no-new-privileges", "/etc/subuid"} {
+		if !checks[want] {
+			t.Errorf("rootless check %q missing for root without CAP_SYS_ADMIN: %v", want, checks)
+		}
+	}
+
+	full := strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t000001ffffffffff", 1)
+	p = fakeRoot(t, map[string]string{"proc/self/status": full})
+	p.Euid = &root
+	if p.Rootless() {
+		t.Error("root with CAP_SYS_ADMIN must run BuildKit rootful")
 	}
 }

@@ -22,7 +22,7 @@ const capabilityXattr = "SCHILY.xattr.security.capability"
 // the mount points of its container (/proc, /dev, /sys and the bind-mounted
 // /etc files). BuildKit's sandbox leaves the same mount points behind as
 // empty directories in RUN layers (in rootless and rootful mode alike).
-var kanikoIgnored = []string{"kaniko", "etc/mtab", "proc", "dev", "sys", "etc/hosts", "etc/resolv.conf", "etc/hostname"}
+var kanikoIgnored = []string{"etc/mtab", "proc", "dev", "sys", "etc/hosts", "etc/resolv.conf", "etc/hostname"}
 
 // kanikoIgnoredBelow keep the directory but not its content.
 var kanikoIgnoredBelow = []string{"tmp/apt-key-gpghome"}
