@@ -28,7 +28,7 @@ $(BIN)/rootlesskit: go.mod go.sum
 deps:
 	./hack/install-deps.sh
 
-test: deps build
+test: deps build image
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
 
