@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test demo docs golden bench image clean
+.PHONY: all build deps test demo docs golden golden-check conformance bench image clean
 
 all: build
 
@@ -43,6 +43,14 @@ docs:
 # Regenerates conformance/golden from the real Kaniko v1.23.2 (needs root; builds Kaniko once, cached).
 golden: deps
 	$(GO) run ./conformance/cmd/golden
+
+# Checks that the real Kaniko still reproduces the committed goldens (builds Kaniko; not part of make test).
+golden-check: deps
+	KILN_KANIKO_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKanikoEndToEnd$$' ./conformance/golden
+
+# kiln against the committed goldens, root and rootless; writes conformance/REPORT.md (also run by make test).
+conformance: deps build
+	$(GO) test -count=1 -timeout 30m -v -run '^TestConformance$$' ./conformance/runner
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5

@@ -47,6 +47,102 @@ type Case struct {
 	// Files creates or adjusts context entries after copying.
 	Files  []FileSpec `yaml:"files"`
 	Expect Expect     `yaml:"expect"`
+	// Kiln is the conformance level kiln is expected to reach on this case.
+	Kiln KilnExpect `yaml:"kiln"`
+}
+
+// Conformance levels, each including the ones below it.
+const (
+	LevelNone    = -1 // not even the same outcome
+	LevelOutcome = 0  // L0: same outcome (built/failed, exit code, message class)
+	LevelConfig  = 1  // L1: same normalised config
+	LevelFiles   = 2  // L2: same flattened filesystem
+	LevelLayers  = 3  // L3: same per-layer entry lists
+	LevelDigest  = 4  // L4: same image digest
+)
+
+// KilnExpect records the level kiln reaches compared with Kaniko's golden,
+// and why when it is below L4. A run fails when kiln drops below it or when
+// a level listed in holds stops holding.
+type KilnExpect struct {
+	Level LevelExpect `yaml:",inline"`
+	// Rootless overrides Level for the non-root (rootless BuildKit) run.
+	Rootless *LevelExpect `yaml:"rootless"`
+}
+
+// LevelExpect is one expected level with its reason.
+type LevelExpect struct {
+	// Level is "L0".."L4" or "none"; empty means L4. Levels are a ladder:
+	// a case is at Ln when L0..Ln all hold.
+	Level string `yaml:"level"`
+	// Holds lists higher levels that hold on their own (e.g. the same
+	// filesystem while the config still differs); they must keep holding.
+	Holds  []string `yaml:"holds"`
+	Reason string   `yaml:"reason"`
+}
+
+// Expectation is a parsed LevelExpect.
+type Expectation struct {
+	Level  int
+	Holds  []int
+	Reason string
+}
+
+// For returns the expectation for a root or rootless run.
+func (k KilnExpect) For(rootless bool) Expectation {
+	e := k.Level
+	if rootless && k.Rootless != nil {
+		e = *k.Rootless
+	}
+	level, _ := ParseLevel(e.Level)
+	out := Expectation{Level: level, Reason: e.Reason}
+	for _, h := range e.Holds {
+		l, _ := ParseLevel(h)
+		out.Holds = append(out.Holds, l)
+	}
+	return out
+}
+
+// ParseLevel reads "L0".."L4", "none", or "" (L4).
+func ParseLevel(s string) (int, error) {
+	switch s {
+	case "":
+		return LevelDigest, nil
+	case "none":
+		return LevelNone, nil
+	}
+	if len(s) == 2 && s[0] == 'L' && s[1] >= '0' && s[1] <= '4' {
+		return int(s[1] - '0'), nil
+	}
+	return 0, fmt.Errorf("level %q must be L0, L1, L2, L3, L4 or none", s)
+}
+
+// LevelName is the manifest spelling of a level.
+func LevelName(level int) string {
+	if level < LevelOutcome {
+		return "none"
+	}
+	return fmt.Sprintf("L%d", level)
+}
+
+func (e LevelExpect) validate() error {
+	level, err := ParseLevel(e.Level)
+	if err != nil {
+		return err
+	}
+	if level < LevelDigest && strings.TrimSpace(e.Reason) == "" {
+		return fmt.Errorf("level %s needs a reason (why kiln does not reach L4 here)", LevelName(level))
+	}
+	for _, h := range e.Holds {
+		held, err := ParseLevel(h)
+		if err != nil {
+			return fmt.Errorf("holds: %w", err)
+		}
+		if held <= level || held == LevelDigest {
+			return fmt.Errorf("holds: %s must be above level %s and below L4 (L4 implies every level)", h, LevelName(level))
+		}
+	}
+	return nil
 }
 
 // FileSpec describes one context entry with metadata git cannot carry.
@@ -189,6 +285,14 @@ func Parse(data []byte, c *Case) error {
 	for _, a := range c.BuildArgs {
 		if strings.HasPrefix(a, "=") || a == "" {
 			return fmt.Errorf("build_args: %q needs a name", a)
+		}
+	}
+	if err := c.Kiln.Level.validate(); err != nil {
+		return fmt.Errorf("kiln: %w", err)
+	}
+	if c.Kiln.Rootless != nil {
+		if err := c.Kiln.Rootless.validate(); err != nil {
+			return fmt.Errorf("kiln.rootless: %w", err)
 		}
 	}
 	for i := range c.Files {

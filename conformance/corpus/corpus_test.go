@@ -23,16 +23,20 @@ func TestParseDefaultsAndValidation(t *testing.T) {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	bad := map[string]string{
-		"unknown key":        "descripton: typo\n",
-		"bad outcome":        "expect: {outcome: maybe}\n",
-		"exit code on built": "expect: {exit_code: 3}\n",
-		"bad mode":           "files: [{path: a, mode: \"99\"}]\n",
-		"bad owner":          "files: [{path: a, owner: \"app\"}]\n",
-		"absolute path":      "files: [{path: /etc/passwd, mode: \"0644\"}]\n",
-		"two kinds":          "files: [{path: a, symlink: b, hardlink: c}]\n",
-		"unknown base":       "bases: [alpine]\n",
-		"bad error regexp":   "expect: {outcome: failed, error: \"(\"}\n",
-		"nameless build arg": "build_args: [\"=x\"]\n",
+		"unknown key":             "descripton: typo\n",
+		"bad outcome":             "expect: {outcome: maybe}\n",
+		"exit code on built":      "expect: {exit_code: 3}\n",
+		"bad mode":                "files: [{path: a, mode: \"99\"}]\n",
+		"bad owner":               "files: [{path: a, owner: \"app\"}]\n",
+		"absolute path":           "files: [{path: /etc/passwd, mode: \"0644\"}]\n",
+		"two kinds":               "files: [{path: a, symlink: b, hardlink: c}]\n",
+		"unknown base":            "bases: [alpine]\n",
+		"bad error regexp":        "expect: {outcome: failed, error: \"(\"}\n",
+		"nameless build arg":      "build_args: [\"=x\"]\n",
+		"level without reason":    "kiln: {level: L2}\n",
+		"unknown level":           "kiln: {level: L5, reason: r}\n",
+		"rootless without reason": "kiln: {level: L2, reason: r, rootless: {level: L1}}\n",
+		"holds below level":       "kiln: {level: L2, holds: [L1], reason: r}\n",
 	}
 	for what, manifest := range bad {
 		if err := Parse([]byte(manifest), &Case{Name: "demo"}); err == nil {
@@ -41,6 +45,23 @@ func TestParseDefaultsAndValidation(t *testing.T) {
 	}
 	if err := Parse([]byte("{}"), &Case{Name: "Bad_Name"}); err == nil {
 		t.Error("invalid case name accepted")
+	}
+}
+
+func TestKilnExpectedLevel(t *testing.T) {
+	c := &Case{Name: "demo"}
+	if e := c.Kiln.For(false); e.Level != LevelDigest {
+		t.Fatalf("default level = %d, want L4", e.Level)
+	}
+	manifest := "kiln:\n  level: L0\n  holds: [L2]\n  reason: history differs\n  rootless: {level: none, reason: owners differ}\n"
+	if err := Parse([]byte(manifest), c); err != nil {
+		t.Fatal(err)
+	}
+	if e := c.Kiln.For(false); e.Level != LevelOutcome || len(e.Holds) != 1 || e.Holds[0] != LevelFiles || e.Reason != "history differs" {
+		t.Errorf("root expectation = %+v", e)
+	}
+	if e := c.Kiln.For(true); e.Level != LevelNone || e.Holds != nil || e.Reason != "owners differ" {
+		t.Errorf("rootless expectation = %+v", e)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,8 @@ type Harness struct {
 	Executor string
 	Registry *testenv.Registry
 	HTTPBase string // http://127.0.0.1:<port>; case files live under /<case>/
+	// BaseDigests are the base images seeded into Registry.
+	BaseDigests bases.Digests
 	// ScratchDir holds temporary roots and contexts; default os.TempDir().
 	ScratchDir string
 	// LogDir, when set, receives <case>.<run>.log with Kaniko's output.
@@ -63,16 +66,27 @@ func NewHarness(ctx context.Context, opts HarnessOptions) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
+	h, err := StartServers(opts)
+	if err != nil {
+		return nil, err
+	}
+	h.Executor = exe
+	return h, nil
+}
+
+// StartServers starts the registry seeded with the base images and the HTTP
+// server, without Kaniko: kiln's conformance runs use the same servers.
+func StartServers(opts HarnessOptions) (*Harness, error) {
 	reg, err := testenv.NewRegistry()
 	if err != nil {
 		return nil, err
 	}
-	h := &Harness{Executor: exe, Registry: reg}
+	h := &Harness{Registry: reg}
 	logf := opts.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	if err := bases.Seed(reg, opts.Debian, logf); err != nil {
+	if h.BaseDigests, err = bases.Seed(reg, opts.Debian, logf); err != nil {
 		h.Close()
 		return nil, err
 	}
@@ -81,6 +95,19 @@ func NewHarness(ctx context.Context, opts HarnessOptions) (*Harness, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// CaseBases are the seeded base images the case can pull: busybox always,
+// Debian when the case declares it.
+func (h *Harness) CaseBases(c *corpus.Case) map[string]string {
+	used := map[string]string{}
+	for _, tag := range testenv.BusyboxMirrorTags {
+		used[tag] = h.BaseDigests[tag]
+	}
+	if slices.Contains(c.Bases, "debian") {
+		used[bases.DebianRepo] = h.BaseDigests[bases.DebianRepo]
+	}
+	return used
 }
 
 // Close stops the servers.
@@ -134,9 +161,13 @@ func (h *Harness) Destination(c *corpus.Case) string {
 	return h.Registry.Host + "/cases/" + c.Name + ":latest"
 }
 
-// CaseArgs are the case's own executor arguments, independent of the harness.
-func CaseArgs(c *corpus.Case) []string {
-	args := []string{"--dockerfile=" + path.Join(kaniko.Workspace, c.Dockerfile), "--context=dir://" + kaniko.Workspace, "--reproducible"}
+// CaseArgs are the case's own executor arguments, independent of the harness,
+// with the context at Kaniko's /workspace.
+func CaseArgs(c *corpus.Case) []string { return CaseArgsIn(c, kaniko.Workspace) }
+
+// CaseArgsIn are CaseArgs with the context at workspace.
+func CaseArgsIn(c *corpus.Case, workspace string) []string {
+	args := []string{"--dockerfile=" + path.Join(workspace, c.Dockerfile), "--context=dir://" + workspace, "--reproducible"}
 	for _, a := range c.BuildArgs {
 		args = append(args, "--build-arg="+a)
 	}
@@ -146,8 +177,8 @@ func CaseArgs(c *corpus.Case) []string {
 	return append(args, c.Flags...)
 }
 
-// harnessArgs point Kaniko at the loopback registry and HTTP server.
-func (h *Harness) harnessArgs(c *corpus.Case) []string {
+// HarnessArgs point an executor at the loopback registry and HTTP server.
+func (h *Harness) HarnessArgs(c *corpus.Case) []string {
 	return []string{
 		"--destination=" + h.Destination(c),
 		"--insecure-registry=" + h.Registry.Host,
@@ -183,7 +214,7 @@ func (h *Harness) Run(ctx context.Context, c *corpus.Case, run int) (Outcome, *i
 	res, err := kaniko.Run{
 		Executor:   h.Executor,
 		Context:    workspace,
-		Args:       append(CaseArgs(c), h.harnessArgs(c)...),
+		Args:       append(CaseArgs(c), h.HarnessArgs(c)...),
 		Env:        env,
 		ScratchDir: h.ScratchDir,
 		Log:        log,
@@ -192,9 +223,7 @@ func (h *Harness) Run(ctx context.Context, c *corpus.Case, run int) (Outcome, *i
 		return Outcome{}, nil, 0, fmt.Errorf("case %s: %w", c.Name, err)
 	}
 	if res.ExitCode != 0 {
-		msg := KanikoMessage(res.OutputTail, map[string]string{
-			h.HTTPBase + "/" + c.Name: "<http>", h.Registry.Host: "<registry>",
-		})
+		msg := KanikoMessage(res.OutputTail, h.Placeholders(c))
 		return Outcome{Result: corpus.OutcomeFailed, ExitCode: res.ExitCode, Class: ClassifyKaniko(msg), Message: msg}, nil, res.Duration, nil
 	}
 	ref := h.Registry.Host + "/cases/" + c.Name + "@" + res.Digest
@@ -205,9 +234,14 @@ func (h *Harness) Run(ctx context.Context, c *corpus.Case, run int) (Outcome, *i
 	return Outcome{Result: corpus.OutcomeBuilt}, img, res.Duration, nil
 }
 
+// Placeholders replace harness addresses in messages, so goldens stay stable.
+func (h *Harness) Placeholders(c *corpus.Case) map[string]string {
+	return map[string]string{h.HTTPBase + "/" + c.Name: "<http>", h.Registry.Host: "<registry>"}
+}
+
 // Generate builds a case `runs` times (at least once) and returns its golden.
 func (h *Harness) Generate(ctx context.Context, c *corpus.Case, runs int) (*Golden, time.Duration, error) {
-	g := &Golden{Case: c.Name, Kaniko: kaniko.Version, Args: CaseArgs(c), Deterministic: true}
+	g := &Golden{Case: c.Name, Kaniko: kaniko.Version, Args: CaseArgs(c), Bases: h.CaseBases(c), Deterministic: true}
 	var total time.Duration
 	for run := 1; run <= max(runs, 1); run++ {
 		out, img, took, err := h.Run(ctx, c, run)

@@ -3,11 +3,14 @@
 package golden
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/kilnbuild/kiln/conformance/inspect"
@@ -18,8 +21,11 @@ type Golden struct {
 	Case   string `json:"case"`
 	Kaniko string `json:"kaniko"`
 	// Args are the case's own executor arguments (harness flags omitted).
-	Args    []string `json:"args,omitempty"`
-	Outcome Outcome  `json:"outcome"`
+	Args []string `json:"args,omitempty"`
+	// Bases maps each base image the case could pull (repository:tag in the
+	// harness registry) to the manifest digest Kaniko built from.
+	Bases   map[string]string `json:"bases,omitempty"`
+	Outcome Outcome           `json:"outcome"`
 	// Deterministic is false when two Kaniko runs disagreed; Differences
 	// then names what differed and the image is the first run's.
 	Deterministic bool           `json:"deterministic"`
@@ -86,12 +92,33 @@ func KanikoMessage(output string, replace map[string]string) string {
 		all := strings.Split(trimmed, "\n")
 		msg = all[len(all)-1]
 	}
+	return Placehold(msg, replace)
+}
+
+// Placehold replaces each harness address in msg by its placeholder and trims it.
+func Placehold(msg string, replace map[string]string) string {
 	for from, to := range replace {
 		if from != "" {
 			msg = strings.ReplaceAll(msg, from, to)
 		}
 	}
 	return strings.TrimSpace(msg)
+}
+
+// StaleBases lists the base images whose digest here differs from the one
+// the golden was made with; any entry means the golden is stale, not that a
+// builder changed.
+func StaleBases(g *Golden, current map[string]string) []string {
+	if len(g.Bases) == 0 {
+		return []string{"the golden records no base image digests (made before they were recorded)"}
+	}
+	var stale []string
+	for _, repo := range slices.Sorted(maps.Keys(g.Bases)) {
+		if now := current[repo]; now != g.Bases[repo] {
+			stale = append(stale, fmt.Sprintf("%s is %s here, the golden was made from %s", repo, cmp.Or(now, "missing"), g.Bases[repo]))
+		}
+	}
+	return stale
 }
 
 // Path is the golden file of a case.

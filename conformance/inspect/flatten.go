@@ -83,3 +83,13 @@ func treePath(p string) string {
 	p = path.Clean("/" + p)
 	return strings.TrimPrefix(p, "/")
 }
+
+// Flatten applies layers' entries in order, as Inspect does, and lists the
+// filesystem a container sees.
+func Flatten(layers [][]Entry) []Entry {
+	t := newTree()
+	for _, l := range layers {
+		t.apply(l)
+	}
+	return t.flatten()
+}

@@ -16,32 +16,49 @@ import (
 // reaches it through --registry-mirror.
 const DebianRepo = "library/debian:bookworm"
 
+// Digests maps each seeded repository:tag to its manifest digest. Goldens
+// record them: a golden is only valid for the base images it was made from.
+type Digests map[string]string
+
 // Seed pushes busybox (and, when debian is set, Debian bookworm, which takes
 // minutes on a cold cache) into reg. logf receives progress lines.
-func Seed(reg *testenv.Registry, debian bool, logf func(string, ...any)) error {
+func Seed(reg *testenv.Registry, debian bool, logf func(string, ...any)) (Digests, error) {
 	binary, err := testenv.BusyboxBinary()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	busybox, err := testenv.BusyboxFrom(binary)
 	if err != nil {
-		return fmt.Errorf("busybox base image: %w", err)
+		return nil, fmt.Errorf("busybox base image: %w", err)
 	}
+	seeded := Digests{}
 	for _, path := range testenv.BusyboxMirrorTags {
-		if err := reg.Seed(path, busybox); err != nil {
-			return fmt.Errorf("seeding %s: %w", path, err)
+		if err := seed(reg, path, busybox, seeded); err != nil {
+			return nil, err
 		}
 	}
 	if !debian {
-		return nil
+		return seeded, nil
 	}
 	img, err := debianImage(logf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := reg.Seed(DebianRepo, img); err != nil {
-		return fmt.Errorf("seeding %s: %w", DebianRepo, err)
+	if err := seed(reg, DebianRepo, img, seeded); err != nil {
+		return nil, err
 	}
+	return seeded, nil
+}
+
+func seed(reg *testenv.Registry, path string, img v1.Image, seeded Digests) error {
+	if err := reg.Seed(path, img); err != nil {
+		return fmt.Errorf("seeding %s: %w", path, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("digest of %s: %w", path, err)
+	}
+	seeded[path] = digest.String()
 	return nil
 }
 
