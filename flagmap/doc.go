@@ -160,6 +160,8 @@ func envRows() [][2]string {
 		{"BUILDER_OUTPUT", "directory where `images` (one JSON line per pushed destination) is written after pushing"},
 		{"UPSTREAM_CLIENT_TYPE", "appended to the push User-Agent"},
 		{"SOURCE_DATE_EPOCH", "new in kiln: timestamp in seconds used by `--reproducible` (default 0)"},
+		{"BUILDKIT_TLSCACERT, BUILDKIT_TLSCERT, BUILDKIT_TLSKEY, BUILDKIT_TLSSERVERNAME", "new in kiln: TLS for `--buildkit-host` (buildctl's `--tlscacert`, `--tlscert`, `--tlskey`, `--tlsservername`)"},
+		{"BUILDKIT_TLSDIR", "new in kiln: directory holding `ca.pem`, `cert.pem`, `key.pem` (or a Kubernetes TLS secret's `ca.crt`, `tls.crt`, `tls.key`) for `--buildkit-host`; not combined with the single-file variables"},
 	}
 	for i := range Table {
 		if Table[i].Env != "" {
