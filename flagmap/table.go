@@ -84,7 +84,7 @@ var Table = []Flag{
 		Field: func(o *Options) any { return &o.Dockerfile }},
 	{Name: "context", Shorthand: "c", Kind: String, Default: "/workspace/",
 		Usage:       "build context: a local directory, or dir://, tar://, git://, https://, s3:// or gs:// source",
-		Disposition: Native, BuildKit: "local source `context`; git:// becomes a git source; tarball sources (tar://, https://, s3://) are unpacked by kiln first",
+		Disposition: Native, BuildKit: "local source `context`; remote contexts (tar://, https://, git://) are fetched and unpacked by kiln first, as Kaniko does",
 		Redact: RedactURLUserinfo,
 		Field:  func(o *Options) any { return &o.Context }},
 	{Name: "context-sub-path", Kind: String,

@@ -194,7 +194,7 @@ func TestDryRunSkaffoldArgs(t *testing.T) {
 	assertLines(t, text,
 		"--tarPath="+tarDir+"/image.tar  →  emulated",
 		"(deprecated spelling of --tar-path)",
-		"--whitelist-var-run=true  →  accepted-no-op",
+		"--whitelist-var-run=true  →  emulated",
 		"--snapshot-mode=redo  →  accepted-no-op",
 		"--build-arg=GO_VERSION=*** --build-arg=NPM_TOKEN  →  native",
 		"Context: --context dir://"+buildContext+" → "+buildContext,
