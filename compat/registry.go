@@ -42,8 +42,8 @@ type RegistrySettings struct {
 	maps               map[string][]string // Kaniko registry -> replacements, mirrors last
 
 	// SkipDefaultRegistryFallback and ImageDownloadRetry apply to pulls kiln
-	// makes itself; BuildKit's daemon always falls back to the original
-	// registry after its mirrors and has its own pull retries.
+	// makes itself: it resolves base images and pins BuildKit to the result,
+	// as BuildKit's mirrors always fall back and retry on their own terms.
 	SkipDefaultRegistryFallback bool
 	ImageDownloadRetry          int
 
@@ -126,6 +126,13 @@ func mergeMirrors(maps map[string][]string, mirrors []string) map[string][]strin
 		}
 	}
 	return merged
+}
+
+// Mappings are the --registry-map and --registry-mirror replacements for
+// host (go-containerregistry's name, "index.docker.io" for Docker Hub), in
+// the order Kaniko tries them.
+func (s *RegistrySettings) Mappings(host string) []string {
+	return slices.Clone(s.maps[host])
 }
 
 func loadCAFile(path string) (*x509.CertPool, error) {
@@ -244,8 +251,10 @@ type DaemonHosts struct {
 //   - A plain-HTTP host gets both `http = true` and `insecure = true`:
 //     that is BuildKit's only way to try HTTPS first and then plain HTTP as
 //     go-containerregistry does; the HTTPS attempt is then unverified.
-//   - Mirrors are tried in order and the original registry last, always:
-//     --skip-default-registry-fallback cannot stop that fallback.
+//   - Mirrors are tried in order and the original registry last, always;
+//     kiln's executor resolves base images itself (Kaniko's order, retries
+//     and --skip-default-registry-fallback) and pins BuildKit to the result,
+//     so these mirrors only serve pulls it did not pin.
 //   - A mirror "host/prefix" serves host/v2/prefix/<repository>, the same
 //     repository Kaniko's rewrite "host/prefix/<repository>" names.
 func (s *RegistrySettings) DaemonRegistries(hosts DaemonHosts) map[string]resolverconfig.RegistryConfig {

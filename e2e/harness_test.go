@@ -33,6 +33,7 @@ type mode struct {
 	name     string
 	rootless bool
 	user     testenv.User
+	stdin    io.Reader // the executor's standard input; nil is /dev/null
 }
 
 // forEachMode runs body as subtests "root" and "rootless", in parallel.
@@ -119,6 +120,7 @@ func (m mode) start(t *testing.T, state string, args []string, env ...string) *e
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.Dir = state
+	cmd.Stdin = m.stdin
 	cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+state, "TMPDIR="+state)
 	cmd.Env = append(cmd.Env, env...)
 	// The executor is PID 1's stand-in: only it gets signals, and it dies

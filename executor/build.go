@@ -105,6 +105,27 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		}
 	}
 
+	hosts := earlyDaemonHosts(registry, parsed.BaseImages(), opts)
+	// Released after the daemon using it has stopped.
+	cacheDirState := cacheDirStateFor(ctx, opts, logrus.StandardLogger())
+	defer cacheDirState.Release()
+	daemonCfg := DaemonConfig{
+		Host:               opts.BuildkitHost,
+		StateParent:        stateParent(opts),
+		Root:               cacheDirState.RootDir(),
+		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
+		Debug:              isDebug(opts.Verbosity),
+	}
+	if opts.BuildkitHost != "" {
+		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {
+			return err
+		}
+	}
+	// The daemon starts while the network-bound checks run; their errors
+	// still come first, as in Kaniko.
+	pending := startDaemonInBackground(ctx, daemonCfg)
+	defer pending.Close()
+
 	if err := publish.CheckPushPermissions(ctx, cfg); err != nil {
 		return err
 	}
@@ -127,30 +148,10 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
-	hosts := daemonHosts(registry, parsed.BaseImages(), opts)
-	if layerCache.Push != "" {
-		hosts.Push = append(hosts.Push, layerCache.Push)
-	}
-	// Released after the daemon using it has stopped.
-	cacheDirState := cacheDirStateFor(ctx, opts, logrus.StandardLogger())
-	defer cacheDirState.Release()
-	daemonCfg := DaemonConfig{
-		Host:               opts.BuildkitHost,
-		StateParent:        stateParent(opts),
-		Root:               cacheDirState.RootDir(),
-		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
-		Debug:              isDebug(opts.Verbosity),
-	}
-	if opts.BuildkitHost != "" {
-		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {
-			return err
-		}
-	}
-	daemon, err := startDaemonWithPreflight(ctx, daemonCfg)
+	daemon, err := pending.Wait()
 	if err != nil {
 		return err
 	}
-	defer daemon.Close()
 	c, err := daemon.Client(ctx)
 	if err != nil {
 		return err
@@ -191,11 +192,14 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
+	// The image is in the work dir now: the daemon stops while it is shaped
+	// and published.
+	pending.StopIdle()
 	img, err := imageFromLayout(res)
 	if err != nil {
 		return err
 	}
-	img, err = shapeLikeKaniko(img, opts, content, filepath.Join(work, "shape"))
+	img, err = shapeLikeKaniko(img, opts, content, b.buildContext.Dir, filepath.Join(work, "shape"))
 	if err != nil {
 		return err
 	}
@@ -205,7 +209,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
 // written (layers, history, --reproducible); the layer files it spools into
 // dir must outlive publishing.
-func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, dir string) (v1.Image, error) {
+func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, contextDir, dir string) (v1.Image, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -223,6 +227,8 @@ func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, dir
 		Target:           opts.Target,
 		BuildArgs:        opts.BuildArgs,
 		IgnorePaths:      ignore,
+		SingleSnapshot:   opts.SingleSnapshot,
+		ContextSource:    contextSource(contextDir, os.Getuid(), os.Getgid()),
 		CompressionLevel: opts.CompressionLevel,
 	})
 }

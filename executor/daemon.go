@@ -131,8 +131,18 @@ var errDaemonExited = errors.New("BuildKit daemon exited during start-up")
 // daemon answers, ctx ends, or exited (may be nil) closes. A fresh client is
 // made after each failure because gRPC backs off reconnects by seconds.
 func connectWhenReady(ctx context.Context, address string, exited <-chan struct{}, opts ...client.ClientOpt) (*client.Client, error) {
+	return connectWhenNotified(ctx, address, exited, nil, opts...)
+}
+
+// connectWhenNotified is connectWhenReady that also retries at once when
+// notified (may be nil) closes, the daemon's own readiness report. Polling
+// then only backs up a report that never comes, so it starts slower.
+func connectWhenNotified(ctx context.Context, address string, exited, notified <-chan struct{}, opts ...client.ClientOpt) (*client.Client, error) {
 	const maxBackoff = 500 * time.Millisecond
 	backoff := 10 * time.Millisecond
+	if notified != nil {
+		backoff = 250 * time.Millisecond
+	}
 	var lastErr error
 	for {
 		c, err := client.New(ctx, address, opts...)
@@ -161,6 +171,9 @@ func connectWhenReady(ctx context.Context, address string, exited <-chan struct{
 		case <-exited:
 			timer.Stop()
 			return nil, errDaemonExited
+		case <-notified:
+			timer.Stop()
+			notified = nil // closed: it would fire on every later wait
 		case <-timer.C:
 		}
 		backoff = min(backoff*2, maxBackoff)

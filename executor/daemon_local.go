@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,6 +39,9 @@ type localDaemon struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// killAtOnce skips the graceful SIGTERM: set for an idle daemon whose
+	// private state is deleted on Close anyway.
+	killAtOnce atomic.Bool
 }
 
 func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon, err error) {
@@ -79,15 +83,17 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 	if rootless {
 		argv = append([]string{rootlesskit, "--state-dir=" + filepath.Join(runDir, "rk"), "--net=host"}, argv...)
 	}
+	ready := listenReady(filepath.Join(runDir, "notify.sock"))
+	defer ready.Close()
 	cfg.Logger.Debugf("starting BuildKit: %s", strings.Join(argv, " "))
-	if err := d.start(argv, runDir); err != nil {
+	if err := d.start(argv, runDir, ready.Env()); err != nil {
 		return nil, err
 	}
 
 	readyCtx, cancel := context.WithTimeoutCause(ctx, cfg.ReadyTimeout,
 		fmt.Errorf("BuildKit did not become ready within %s", cfg.ReadyTimeout))
 	defer cancel()
-	d.client, err = connectWhenReady(readyCtx, "unix://"+socket, d.exited)
+	d.client, err = connectWhenNotified(readyCtx, "unix://"+socket, d.exited, ready.Ready())
 	if err != nil {
 		if errors.Is(err, errDaemonExited) {
 			err = fmt.Errorf("%w (%s)", err, d.cmd.ProcessState)
@@ -169,19 +175,28 @@ func daemonConfigTOML(registryTOML, runDir string) string {
 	// The default trace socket is under /run/buildkit, unwritable rootless.
 	fmt.Fprintf(&b, "[otel]\n  socketPath = %s\n\n", strconv.Quote(filepath.Join(runDir, "otel.sock")))
 	// No CDI devices are used; skipping discovery saves start-up work and warnings.
-	b.WriteString("[cdi]\n  disabled = true\n")
+	b.WriteString("[cdi]\n  disabled = true\n\n")
+	// Nobody reads a private daemon's build history; recording it makes
+	// every solve also write a provenance document, its logs and trace.
+	b.WriteString("[history]\n  maxEntries = 0\n")
 	return b.String()
 }
 
-// start runs argv in its own process group. The forking goroutine keeps its
-// OS thread locked until the process exits, because Pdeathsig fires when the
-// forking thread (not the process) dies.
-func (d *localDaemon) start(argv []string, runDir string) error {
+// start runs argv in its own process group with extraEnv (entries may be
+// empty). The forking goroutine keeps its OS thread locked until the process
+// exits, because Pdeathsig fires when the forking thread (not the process)
+// dies.
+func (d *localDaemon) start(argv []string, runDir string, extraEnv ...string) error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = d.dir
 	// Rootless runc keeps container state in $XDG_RUNTIME_DIR/runc (else
 	// /run/runc, unwritable); keeping it private also makes cleanup complete.
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
+	cmd.Env = append(withoutNotifySocket(os.Environ()), "XDG_RUNTIME_DIR="+runDir)
+	for _, kv := range extraEnv {
+		if kv != "" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	if d.rootless && (os.Getenv("USER") == "" || os.Getenv("USER") == "root") {
 		// buildkitd and runc treat USER=root (set in Kaniko's images) as a
 		// rootful configuration and reach for /run; inside rootlesskit the
@@ -245,6 +260,16 @@ func (d *localDaemon) Close() error {
 	return d.closeErr
 }
 
+// noGracefulStop makes Close kill the daemon's process group at once when
+// its state is private: nothing in it outlives the build, and the daemon's
+// mount namespace (rootful) or rootlesskit's (rootless) takes the snapshot
+// mounts along. A persistent --cache-dir root still gets a clean shutdown.
+func (d *localDaemon) noGracefulStop() {
+	if d.cfg.Root == "" {
+		d.killAtOnce.Store(true)
+	}
+}
+
 func (d *localDaemon) stop() {
 	if d.cmd == nil || d.cmd.Process == nil {
 		return
@@ -253,6 +278,9 @@ func (d *localDaemon) stop() {
 	select {
 	case <-d.exited:
 	default:
+		if d.killAtOnce.Load() {
+			break
+		}
 		// rootlesskit forwards SIGTERM to buildkitd, which shuts down cleanly.
 		_ = d.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -267,16 +295,61 @@ func (d *localDaemon) stop() {
 	waitGroupGone(pgid, 5*time.Second)
 }
 
-// waitGroupGone waits until no process is left in the process group, so the
-// state dir is not removed under a dying process.
+// waitGroupGone waits until no live process is left in the process group,
+// so the state dir is not removed under a dying process.
 func waitGroupGone(pgid int, budget time.Duration) {
 	deadline := time.Now().Add(budget)
 	for delay := time.Millisecond; time.Now().Before(deadline); delay = min(delay*2, 100*time.Millisecond) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		if !groupAlive(pgid) {
 			return
 		}
 		time.Sleep(delay)
 	}
+}
+
+// groupAlive reports whether a process of the group has not exited yet.
+// Zombies do not count: they hold no files or mounts, and orphaned ones (a
+// killed rootlesskit's child and buildkitd) wait for PID 1 to reap them,
+// which is kiln itself in a pod and never happens.
+func groupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if state, group, ok := parseProcStat(stat); ok && group == pgid && state != 'Z' && state != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// parseProcStat returns the state and process group from /proc/<pid>/stat:
+// "pid (comm) state ppid pgrp ...", where comm may hold spaces and ')'.
+func parseProcStat(stat []byte) (state byte, pgrp int, ok bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 3 || len(fields[0]) != 1 {
+		return 0, 0, false
+	}
+	pgrp, err := strconv.Atoi(fields[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	return fields[0][0], pgrp, true
 }
 
 func (d *localDaemon) removeState() error {

@@ -4,17 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/session/filesync"
+	spb "github.com/moby/buildkit/sourcepolicy/pb"
 	"github.com/moby/buildkit/util/entitlements"
 	"github.com/tonistiigi/fsutil"
+	fstypes "github.com/tonistiigi/fsutil/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kilnbuild/kiln/compat/shape"
 )
 
 // SolveRequest is one Dockerfile build exported as an OCI layout.
@@ -40,6 +47,9 @@ type SolveRequest struct {
 
 	Compression      string // "gzip" (default) or "zstd"
 	CompressionLevel int    // <= 0: gzip level 1 (Kaniko's BestSpeed), zstd's default
+	// SourcePolicy pins base images to where kiln resolved them (see
+	// BaseImageResolver); nil lets BuildKit resolve them.
+	SourcePolicy *spb.Policy
 	// CacheImports and CacheExports are BuildKit cache entries (see
 	// PlanLayerCache).
 	CacheImports []client.CacheOptionsEntry
@@ -103,6 +113,9 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dockerfile %s: %w", req.DockerfilePath, err)
 	}
+	if contextFS, err = keepOwners(contextFS, os.Getuid(), os.Getgid()); err != nil {
+		return nil, err
+	}
 	auth, err := authSession(req)
 	if err != nil {
 		return nil, err
@@ -110,11 +123,13 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 	opt := &client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: frontendAttrs(req),
-		LocalMounts: map[string]fsutil.FS{
+		// Not LocalMounts: BuildKit's client resets every synced file to
+		// 0:0, where Kaniko's COPY keeps the context's owners.
+		Session: []session.Attachable{auth, filesync.NewFSSyncProvider(filesync.StaticDirSource{
 			"context":    contextFS,
 			"dockerfile": dockerfileFS,
-		},
-		Session:      []session.Attachable{auth},
+		})},
+		SourcePolicy: req.SourcePolicy,
 		CacheImports: req.CacheImports,
 		CacheExports: req.CacheExports,
 		Exports: []client.ExportEntry{{
@@ -127,6 +142,53 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 		opt.AllowedEntitlements = []string{string(entitlements.EntitlementNetworkHost)}
 	}
 	return opt, nil
+}
+
+// keepOwners sends the context with its files' uid/gid, as Kaniko's COPY
+// keeps them. Run by a non-root user (rootless BuildKit), that user's own
+// files are root's, as they are inside the rootless user namespace: a CI
+// checkout owned by the job's user builds like a root-owned one under
+// Kaniko. Other owners must lie within the user's subordinate id range.
+func keepOwners(fs fsutil.FS, uid, gid int) (fsutil.FS, error) {
+	if uid == 0 {
+		return fs, nil
+	}
+	return fsutil.NewFilterFS(fs, &fsutil.FilterOpt{Map: func(_ string, st *fstypes.Stat) fsutil.MapResult {
+		st.Uid = uint32(mappedOwner(st.Uid, uint32(uid)))
+		st.Gid = uint32(mappedOwner(st.Gid, uint32(gid)))
+		return fsutil.MapResultKeep
+	}})
+}
+
+// contextSource describes build context paths for shaping with the owners
+// keepOwners sends.
+func contextSource(dir string, uid, gid int) func(rel string) (shape.Source, error) {
+	return func(rel string) (shape.Source, error) {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return shape.Source{}, err
+		}
+		src := shape.Source{Mode: fi.Mode()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			src.Uid, src.Gid = mappedOwner(st.Uid, uint32(uid)), mappedOwner(st.Gid, uint32(gid))
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if src.Link, err = os.Readlink(p); err != nil {
+				return shape.Source{}, err
+			}
+		}
+		return src, nil
+	}
+}
+
+// mappedOwner is id as the build sees it: the invoking non-root user's own
+// id is root's (see keepOwners).
+func mappedOwner(id, own uint32) int {
+	if own != 0 && id == own {
+		return 0
+	}
+	return int(id)
 }
 
 func frontendAttrs(req SolveRequest) map[string]string {

@@ -25,6 +25,10 @@ type chain struct {
 	// layerTexts is, in build order, the original text of every
 	// RUN/COPY/ADD/WORKDIR: Kaniko's created_by is exactly this text.
 	layerTexts []string
+	// layerCmds are the same instructions, parsed; layerStage the index
+	// (in build order) of the stage each belongs to.
+	layerCmds  []instructions.Command
+	layerStage []int
 	// used holds the instruction keywords that occur (upper case).
 	used map[string]bool
 	// scratch is true when the first stage starts FROM scratch.
@@ -58,12 +62,14 @@ func readChain(dockerfile []byte, target string, buildArgs []string) (*chain, er
 		order = append([]int{i}, order...)
 	}
 	c := &chain{used: map[string]bool{}, scratch: df.Stages[order[0]].IsScratch()}
-	for _, i := range order {
+	for n, i := range order {
 		for _, cmd := range stages[i].Commands {
 			keyword := strings.ToUpper(cmd.Name())
 			c.used[keyword] = true
 			if layerInstructions[keyword] {
 				c.layerTexts = append(c.layerTexts, strings.TrimSpace(fmt.Sprint(cmd)))
+				c.layerCmds = append(c.layerCmds, cmd)
+				c.layerStage = append(c.layerStage, n)
 			}
 		}
 	}
@@ -77,6 +83,9 @@ func readChain(dockerfile []byte, target string, buildArgs []string) (*chain, er
 type historyPlan struct {
 	Start  int
 	Kaniko map[int]string
+	// Command maps the entries aligned with the Dockerfile to the index
+	// of their instruction in commands.
+	Command map[int]int
 }
 
 // planHistory aligns the Dockerfile's layer instructions with BuildKit's
@@ -84,7 +93,7 @@ type historyPlan struct {
 // triggers only ever add entries in front). Entries that do not line up
 // keep a text derived from BuildKit's own.
 func planHistory(history []v1.History, commands []string) historyPlan {
-	plan := historyPlan{Start: len(history), Kaniko: map[int]string{}}
+	plan := historyPlan{Start: len(history), Kaniko: map[int]string{}, Command: map[int]int{}}
 	for plan.Start > 0 && history[plan.Start-1].Comment == buildkitComment {
 		plan.Start--
 	}
@@ -96,6 +105,7 @@ func planHistory(history []v1.History, commands []string) historyPlan {
 		}
 		if next >= 0 && instructionOf(commands[next]) == keyword {
 			plan.Kaniko[i] = commands[next]
+			plan.Command[i] = next
 			next--
 			continue
 		}
@@ -116,8 +126,12 @@ func instructionOf(text string) string {
 func createdByFromBuildkit(text string) string {
 	text = strings.TrimSuffix(text, " # buildkit")
 	keyword, rest, _ := strings.Cut(text, " ")
-	if keyword != "RUN" || !strings.HasPrefix(rest, "|") {
+	if keyword != "RUN" {
 		return text
+	}
+	if !strings.HasPrefix(rest, "|") {
+		// An ONBUILD trigger's RUN: Kaniko writes the trigger as written.
+		return strings.TrimSpace(keyword + " " + strings.TrimPrefix(rest, "/bin/sh -c "))
 	}
 	count, rest, _ := strings.Cut(rest[1:], " ")
 	var n int

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
 // capabilityXattr is the only extended attribute Kaniko writes.
@@ -36,6 +37,12 @@ type layerWriter struct {
 	ignore []string
 	// lower returns the filesystem below the layer, computed on demand.
 	lower func() (tree, error)
+	// lowerFile copies the data of a file from the filesystem below the
+	// layer (Kaniko re-adds symlink targets) to w.
+	lowerFile func(p string, w io.Writer) error
+	// contextSource describes a build context path (see Options).
+	contextSource func(rel string) (Source, error)
+	fixes         fixes
 }
 
 type entry struct {
@@ -82,30 +89,38 @@ type layerContent struct {
 	newestMod time.Time
 }
 
-// read indexes src. The caller closes c.spool.
-func (w *layerWriter) read(src v1.Layer) (*layerContent, error) {
+// read indexes srcs, applied in order into one layer (several only for
+// --single-snapshot). The caller closes c.spool.
+func (w *layerWriter) read(srcs []v1.Layer) (*layerContent, error) {
 	spool, err := os.CreateTemp(w.workDir, "spool-")
 	if err != nil {
 		return nil, err
 	}
 	os.Remove(spool.Name()) // unlinked: gone with the descriptor
 	c := &layerContent{entries: map[string]*entry{}, deleted: map[string]bool{}, spool: spool}
+	for _, src := range srcs {
+		if err := w.readInto(c, src); err != nil {
+			spool.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (w *layerWriter) readInto(c *layerContent, src v1.Layer) error {
 	rc, err := src.Uncompressed()
 	if err != nil {
-		spool.Close()
-		return nil, err
+		return err
 	}
 	defer rc.Close()
 	tr := tar.NewReader(rc)
-	var offset int64
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			spool.Close()
-			return nil, fmt.Errorf("reading layer: %w", err)
+			return fmt.Errorf("reading layer: %w", err)
 		}
 		p := cleanPath(hdr.Name)
 		dir, base := path.Split(p)
@@ -115,11 +130,14 @@ func (w *layerWriter) read(src v1.Layer) (*layerContent, error) {
 			continue // Kaniko writes its own root entry
 		case base == opaqueWhiteout:
 			if !w.ignored(dir) {
+				c.removeBelow(dir)
 				c.opaque = append(c.opaque, dir)
 			}
 			continue
 		case strings.HasPrefix(base, whiteoutPrefix):
 			if gone := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix)); !w.ignored(gone) {
+				c.removeBelow(gone)
+				delete(c.entries, gone)
 				c.deleted[gone] = true
 			}
 			continue
@@ -128,24 +146,39 @@ func (w *layerWriter) read(src v1.Layer) (*layerContent, error) {
 		}
 		e := &entry{hdr: *hdr}
 		if hdr.Typeflag == tar.TypeReg {
-			n, err := io.Copy(spool, tr)
-			if err != nil {
-				spool.Close()
-				return nil, fmt.Errorf("spooling %s: %w", p, err)
+			if e.dataOff, err = c.spoolData(tr); err != nil {
+				return fmt.Errorf("spooling %s: %w", p, err)
 			}
-			e.dataOff, offset = offset, offset+n
 		}
 		if hdr.ModTime.After(c.newestMod) {
 			c.newestMod = hdr.ModTime
 		}
+		delete(c.deleted, p) // deleted by an earlier layer, created again
 		c.entries[p] = e
 	}
 	// Drain so a verifying reader checks the digest.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		spool.Close()
-		return nil, err
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
+
+// spoolData appends r to the spool and returns where it starts.
+func (c *layerContent) spoolData(r io.Reader) (int64, error) {
+	off, err := c.spool.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, err
 	}
-	return c, nil
+	_, err = io.Copy(c.spool, r)
+	return off, err
+}
+
+// removeBelow drops the entries under dir (a deleted or opaque directory).
+func (c *layerContent) removeBelow(dir string) {
+	prefix := dir + "/"
+	for p := range c.entries {
+		if strings.HasPrefix(p, prefix) {
+			delete(c.entries, p)
+		}
+	}
 }
 
 // kanikoKey is Kaniko's sort key: the absolute path, byte order.
@@ -188,8 +221,8 @@ func (c *layerContent) regroupHardlinks() {
 
 // write re-tars src in Kaniko's form into a file in the work directory.
 // ok is false when Kaniko would have produced no layer (nothing changed).
-func (w *layerWriter) write(src v1.Layer) (file string, ok bool, err error) {
-	c, err := w.read(src)
+func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file string, ok bool, err error) {
+	c, err := w.read(srcs)
 	if err != nil {
 		return "", false, err
 	}
@@ -200,6 +233,18 @@ func (w *layerWriter) write(src v1.Layer) (file string, ok bool, err error) {
 			lower, err = w.lower()
 		}
 		return lower, err
+	}
+	if len(c.deleted) > 0 {
+		t, err := lowerTree()
+		if err != nil {
+			return "", false, err
+		}
+		// A merged --single-snapshot layer deletes what it created itself.
+		for gone := range c.deleted {
+			if _, existed := t[gone]; !existed {
+				delete(c.deleted, gone)
+			}
+		}
 	}
 	for _, dir := range c.opaque {
 		t, err := lowerTree()
@@ -215,6 +260,9 @@ func (w *layerWriter) write(src v1.Layer) (file string, ok bool, err error) {
 	}
 	if len(c.entries) == 0 && len(c.deleted) == 0 {
 		return "", false, nil
+	}
+	if err := w.applyKanikoRules(c, cmd, lowerTree); err != nil {
+		return "", false, err
 	}
 	c.regroupHardlinks()
 
@@ -295,7 +343,9 @@ func (w *layerWriter) dirHeader(dir string, c *layerContent, lowerTree func() (t
 		return nil, err
 	}
 	if h, ok := t[dir]; ok && h.Typeflag == tar.TypeDir {
-		return w.header(dir, h), nil
+		fixed := *h
+		w.fixes.apply(dir, &fixed)
+		return w.header(dir, &fixed), nil
 	}
 	return w.header(dir, &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755, ModTime: c.newestMod}), nil
 }

@@ -8,6 +8,7 @@ package shape
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
 // KanikoAuthor is the author of the history entries Kaniko adds.
@@ -39,6 +41,13 @@ type Options struct {
 	// IgnorePaths are --ignore-path values, plus /var/run with
 	// --ignore-var-run: Kaniko leaves them out of every layer it creates.
 	IgnorePaths []string
+	// SingleSnapshot is --single-snapshot: one layer per stage.
+	SingleSnapshot bool
+	// ContextSource describes a path of the build context (relative,
+	// slash-separated) as Kaniko's COPY sees it; nil skips the rules that
+	// need the source (ownership and mode of COPY's created directories,
+	// symlink sources copied as links).
+	ContextSource func(rel string) (Source, error)
 	// CompressionLevel is --compression-level for rewritten layers without
 	// --reproducible; <= 0 means gzip BestSpeed, Kaniko's default.
 	CompressionLevel int
@@ -64,7 +73,7 @@ func Kaniko(img v1.Image, opts Options) (v1.Image, error) {
 		}
 	}
 	s := &shaper{opts: opts, layers: layers, chain: c, plan: planHistory(cf.History, c.layerTexts)}
-	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths)}
+	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths), contextSource: opts.ContextSource, fixes: fixes{}}
 	addendums, err := s.addendums(cf.History)
 	if err != nil {
 		return nil, err
@@ -103,9 +112,32 @@ func (s *shaper) stamp() *time.Time {
 // addendums walks BuildKit's history and layers together and yields
 // Kaniko's: base entries kept, BuildKit's metadata-only entries dropped,
 // each layer instruction with Kaniko's text, or dropped with its layer when
-// Kaniko would have seen no change.
+// Kaniko would have seen no change. With --single-snapshot a stage's layers
+// become one, named after the stage's last instruction.
 func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 	var adds []mutate.Addendum
+	var group []int // layer indexes of the pending --single-snapshot stage
+	var groupText string
+	var groupCmd instructions.Command
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		cmd := groupCmd
+		if len(group) > 1 {
+			cmd = nil // a merged stage: per-instruction rules do not apply
+		}
+		l, err := s.instructionLayer(group, cmd)
+		if err != nil {
+			return fmt.Errorf("%s: %w", groupText, err)
+		}
+		if l != nil {
+			adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Author: KanikoAuthor, CreatedBy: groupText}})
+		}
+		group = nil
+		return nil
+	}
+	lastStage := -1
 	for i, h := range history {
 		text, kaniko := s.plan.Kaniko[i]
 		own := i >= s.plan.Start
@@ -121,6 +153,9 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 		idx := s.layerIndex
 		s.layerIndex++
 		if !kaniko {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 			l, err := s.baseLayer(s.layers[idx])
 			if err != nil {
 				return nil, err
@@ -128,13 +163,26 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			adds = append(adds, mutate.Addendum{Layer: l, History: h})
 			continue
 		}
-		l, err := s.instructionLayer(idx)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", text, err)
+		var cmd instructions.Command
+		stage := -1
+		if n, ok := s.plan.Command[i]; ok {
+			cmd, stage = s.chain.layerCmds[n], s.chain.layerStage[n]
 		}
-		if l != nil {
-			adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Author: KanikoAuthor, CreatedBy: text}})
+		if !s.opts.SingleSnapshot || stage < 0 || stage != lastStage {
+			if err := flush(); err != nil {
+				return nil, err
+			}
 		}
+		lastStage = stage
+		group, groupText, groupCmd = append(group, idx), text, cmd
+		if !s.opts.SingleSnapshot || stage < 0 {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	for ; s.layerIndex < len(s.layers); s.layerIndex++ {
 		l, err := s.baseLayer(s.layers[s.layerIndex])
@@ -157,22 +205,34 @@ func (s *shaper) baseLayer(l v1.Layer) (v1.Layer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("re-tarring a base layer: %w", err)
 	}
-	return tarball.LayerFromFile(file, tarball.WithMediaType(types.DockerLayer))
+	return gzipLayer(file, types.DockerLayer, 0)
 }
 
-// instructionLayer re-tars layer idx in Kaniko's form; nil when empty.
-func (s *shaper) instructionLayer(idx int) (v1.Layer, error) {
-	s.writer.lower = func() (tree, error) { return s.lowerAt(idx) }
-	file, ok, err := s.writer.write(s.layers[idx])
+// instructionLayer re-tars the layers idxs (one, or a stage's under
+// --single-snapshot) as one layer in Kaniko's form; nil when empty. cmd is
+// the (last) instruction, nil when unknown.
+func (s *shaper) instructionLayer(idxs []int, cmd instructions.Command) (v1.Layer, error) {
+	first := idxs[0]
+	srcs := make([]v1.Layer, len(idxs))
+	for i, idx := range idxs {
+		srcs[i] = s.layers[idx]
+	}
+	s.writer.lower = func() (tree, error) { return s.lowerAt(first) }
+	s.writer.lowerFile = func(p string, w io.Writer) error { return fileFromLayers(s.layers[:first], p, w) }
+	file, ok, err := s.writer.write(srcs, cmd)
 	if err != nil || !ok {
 		return nil, err
 	}
+	idx := idxs[len(idxs)-1]
 	if s.opts.Reproducible {
-		return tarball.LayerFromFile(file, tarball.WithMediaType(types.DockerLayer))
+		return gzipLayer(file, types.DockerLayer, 0)
 	}
 	mt, err := s.layers[idx].MediaType()
 	if err != nil {
 		return nil, err
+	}
+	if isGzipLayer(mt) {
+		return gzipLayer(file, mt, s.opts.CompressionLevel)
 	}
 	layerOpts := []tarball.LayerOption{tarball.WithMediaType(mt)}
 	if s.opts.CompressionLevel > 0 {

@@ -278,6 +278,7 @@ func TestCreatedByFromBuildkitDropsBuildArgValues(t *testing.T) {
 		`RUN ["echo","hi"] # buildkit`:                    `RUN ["echo","hi"]`,
 		"COPY a /b # buildkit":                            "COPY a /b",
 		"WORKDIR /x":                                      "WORKDIR /x",
+		"RUN /bin/sh -c echo triggered > /t # buildkit":   "RUN echo triggered > /t",
 	} {
 		if got := createdByFromBuildkit(in); got != want {
 			t.Errorf("%q -> %q, want %q", in, got, want)
