@@ -3,12 +3,14 @@ package compat
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +92,8 @@ type Stage struct {
 	CopyFrom []string
 	// Needs lists the earlier stages this one uses (FROM or COPY --from).
 	Needs []int
+	// invalidExpose is the first EXPOSE Kaniko rejects, or nil.
+	invalidExpose error
 }
 
 // IsScratch reports whether the stage starts from the empty image.
@@ -224,6 +228,7 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 	env := shell.EnvsFromSlice(scope)
 
 	stageIndex := map[string]int{}
+	stageEnv := make([][]string, len(stages)) // what each stage's ENV/ARG left set
 	for i, st := range stages {
 		base, _, err := lex.ProcessWord(st.BaseName, env)
 		if err != nil {
@@ -237,6 +242,11 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		if base == "" {
 			return nil, fmt.Errorf("%s: FROM %s expands to an empty image name; pass the ARG it uses with --build-arg", path, st.BaseName)
 		}
+		inherited := scope
+		if stage.BaseStage >= 0 {
+			inherited = stageEnv[stage.BaseStage]
+		}
+		stageEnv[i], stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
 			cp, ok := c.(*instructions.CopyCommand)
 			if !ok || cp.From == "" {
@@ -256,6 +266,90 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		}
 	}
 	return df, nil
+}
+
+// checkExposes finds the first EXPOSE whose protocol Kaniko rejects (it
+// accepts only "tcp" and "udp", case-sensitively, after expanding
+// variables). It follows the stage's ENV and ARG values from scope (KEY=VALUE,
+// Kaniko lets a stage see the meta ARGs); a port using a variable the
+// Dockerfile does not set (e.g. from the base image's ENV) is not judged.
+// It returns the scope at the end of the stage.
+func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, error) {
+	scope = slices.Clone(scope)
+	expand := func(word string) (string, bool) {
+		res, err := lex.ProcessWordWithMatches(word, shell.EnvsFromSlice(scope))
+		return res.Result, err == nil && len(res.Unmatched) == 0
+	}
+	var invalid error
+	for _, c := range cmds {
+		switch c := c.(type) {
+		case *instructions.EnvCommand:
+			for _, kv := range c.Env {
+				value, known := expand(kv.Value)
+				scope = setVar(scope, kv.Key, value, known)
+			}
+		case *instructions.ArgCommand:
+			for _, arg := range c.Args {
+				if value, ok := given[arg.Key]; ok {
+					scope = setVar(scope, arg.Key, value, true)
+				} else if arg.Value != nil {
+					value, known := expand(*arg.Value)
+					scope = setVar(scope, arg.Key, value, known)
+				}
+			}
+		case *instructions.ExposeCommand:
+			for _, port := range c.Ports {
+				if invalid != nil {
+					break
+				}
+				expanded, known := expand(port)
+				if !known {
+					continue
+				}
+				_, protocol, ok := strings.Cut(expanded, "/")
+				protocol, _, _ = strings.Cut(protocol, "/")
+				if ok && protocol != "tcp" && protocol != "udp" {
+					invalid = fmt.Errorf("%s: line %d: EXPOSE %s: invalid protocol: %s; Kaniko accepts only tcp and udp (lower case)", path, lineOf(c), port, protocol)
+				}
+			}
+		}
+	}
+	return scope, invalid
+}
+
+// setVar sets key in scope; an unknown value (one using a variable the
+// Dockerfile does not set) removes key, so what uses it is not judged.
+func setVar(scope []string, key, value string, known bool) []string {
+	scope = slices.DeleteFunc(scope, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+	if known {
+		scope = append(scope, key+"="+value)
+	}
+	return scope
+}
+
+func lineOf(c instructions.Command) int {
+	if loc := c.Location(); len(loc) > 0 {
+		return loc[0].Start.Line
+	}
+	return 0
+}
+
+// CheckExpose fails the build where Kaniko would: an EXPOSE with a protocol
+// other than tcp or udp in a stage Kaniko builds for target (every stage up
+// to it, or only those it needs with --skip-unused-stages).
+func (d *Dockerfile) CheckExpose(target Stage, skipUnusedStages bool) error {
+	skipped := map[int]bool{}
+	if skipUnusedStages {
+		for _, s := range d.UnusedStages(target) {
+			skipped[s.Index] = true
+		}
+	}
+	for _, s := range d.Stages[:target.Index+1] {
+		if s.invalidExpose != nil && !skipped[s.Index] {
+			return s.invalidExpose
+		}
+	}
+	return nil
 }
 
 // stageNumber parses ref as the index of a stage before current.
@@ -282,4 +376,69 @@ func (d *Dockerfile) UnusedStages(target Stage) []Stage {
 		}
 	}
 	return unused
+}
+
+// VolumeDirsContext names the empty directory, sent to BuildKit as a named
+// build context, from which WithVolumeDirs's COPYs create VOLUME paths.
+const VolumeDirsContext = "kiln-volume-dirs"
+
+// VolumeDirCopy is the instruction WithVolumeDirs inserts for the VOLUME
+// path volume (as written, so BuildKit expands it like Kaniko does).
+func VolumeDirCopy(volume string) string {
+	dest, _ := json.Marshal(strings.TrimSuffix(volume, "/") + "/")
+	return fmt.Sprintf(`COPY --from=%s ["/", %s]`, VolumeDirsContext, dest)
+}
+
+// WithVolumeDirs makes a VOLUME's directories exist for the instructions
+// after it, as Kaniko's VOLUME creates them (BuildKit only records them in
+// the config): after each VOLUME it inserts one VolumeDirCopy per absolute
+// path. changed is false when there is nothing to insert. Shaping removes
+// what the COPYs add, except where Kaniko's next snapshot has it too.
+func WithVolumeDirs(dt []byte) (rewritten []byte, changed bool, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, false, err
+	}
+	inserts := map[int][]string{} // after line -> instructions
+	for _, node := range result.AST.Children {
+		if !strings.EqualFold(node.Value, "volume") {
+			continue
+		}
+		parsed, err := instructions.ParseInstruction(node)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, v := range VolumePaths(parsed.(*instructions.VolumeCommand)) {
+			inserts[node.EndLine] = append(inserts[node.EndLine], VolumeDirCopy(v))
+		}
+	}
+	if len(inserts) == 0 {
+		return dt, false, nil
+	}
+	lines := strings.SplitAfter(string(dt), "\n")
+	var out strings.Builder
+	for i, line := range lines {
+		out.WriteString(line)
+		if add, ok := inserts[i+1]; ok {
+			if !strings.HasSuffix(line, "\n") {
+				out.WriteString("\n")
+			}
+			for _, ins := range add {
+				out.WriteString(ins + "\n")
+			}
+		}
+	}
+	return []byte(out.String()), true, nil
+}
+
+// VolumePaths lists the absolute paths a VOLUME instruction declares, as
+// WithVolumeDirs creates them.
+func VolumePaths(cmd *instructions.VolumeCommand) []string {
+	var paths []string
+	for _, v := range cmd.Volumes {
+		if strings.HasPrefix(v, "/") {
+			paths = append(paths, v)
+		}
+	}
+	return paths
 }

@@ -176,3 +176,59 @@ func TestParseDockerfileURL(t *testing.T) {
 		t.Errorf("missing URL: error %v", err)
 	}
 }
+
+func TestCheckExposeLikeKaniko(t *testing.T) {
+	for _, tc := range []struct {
+		name, content, target string
+		skipUnused            bool
+		buildArgs             []string
+		want                  string // "" means accepted
+	}{
+		{"tcp udp and bare ports", "FROM scratch\nEXPOSE 80 53/udp 443/tcp\n", "", false, nil, ""},
+		{"sctp", "FROM scratch\nEXPOSE 80\nEXPOSE 9000/sctp\n", "", false, nil, "line 3: EXPOSE 9000/sctp: invalid protocol: sctp"},
+		{"upper case", "FROM scratch\nEXPOSE 80/TCP\n", "", false, nil, "invalid protocol: TCP"},
+		{"from ENV", "FROM scratch\nENV PROTO=sctp\nEXPOSE 9000/${PROTO}\n", "", false, nil, "invalid protocol: sctp"},
+		{"from build arg", "FROM scratch\nARG PROTO=udp\nEXPOSE 9000/$PROTO\n", "", false, []string{"PROTO=sctp"}, "invalid protocol: sctp"},
+		{"meta ARG seen by the stage", "ARG PROTO=sctp\nFROM scratch\nEXPOSE 9000/$PROTO\n", "", false, nil, "invalid protocol: sctp"},
+		{"inherited from the base stage", "FROM scratch AS a\nENV P=sctp\nFROM a\nEXPOSE 1/$P\n", "", false, nil, "invalid protocol: sctp"},
+		{"base image variable not judged", "FROM busybox\nEXPOSE 9000/$FROM_BASE\n", "", false, nil, ""},
+		{"unused stage built by Kaniko", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\n", "", false, nil, "invalid protocol: sctp"},
+		{"unused stage skipped", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\n", "", true, nil, ""},
+		{"stage after the target", "FROM scratch AS ok\nFROM scratch\nEXPOSE 1/sctp\n", "ok", false, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			df, err := ParseDockerfileBytes("Dockerfile", []byte(tc.content), tc.buildArgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, err := df.TargetStage(tc.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = df.CheckExpose(target, tc.skipUnused)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWithVolumeDirs(t *testing.T) {
+	in := "FROM busybox\nVOLUME /data \\\n  /logs\nRUN true\nVOLUME [\"/my cache\", \"rel\"]"
+	got, changed, err := WithVolumeDirs([]byte(in))
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	want := "FROM busybox\nVOLUME /data \\\n  /logs\n" +
+		"COPY --from=kiln-volume-dirs [\"/\", \"/data/\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/logs/\"]\n" +
+		"RUN true\nVOLUME [\"/my cache\", \"rel\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/my cache/\"]\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	if _, changed, _ := WithVolumeDirs([]byte("FROM busybox\nRUN true\n")); changed {
+		t.Error("a Dockerfile without VOLUME was rewritten")
+	}
+}

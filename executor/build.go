@@ -94,6 +94,10 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
+	volumeDirs, err := stageVolumeDirs(dockerfile, content, work)
+	if err != nil {
+		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
+	}
 	// Errors name the user's Dockerfile, not the private copy.
 	parsed, err := compat.ParseDockerfileBytes(b.dockerfile, content, opts.BuildArgs)
 	if err != nil {
@@ -102,6 +106,11 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if opts.Target != "" {
 		if _, err := parsed.TargetStage(opts.Target); err != nil {
 			return err
+		}
+	}
+	if target, err := parsed.TargetStage(opts.Target); err == nil {
+		if err := parsed.CheckExpose(target, opts.SkipUnusedStages); err != nil {
+			return fmt.Errorf("error building image: %w", err)
 		}
 	}
 
@@ -177,6 +186,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		RegistryTLS:      registry.AuthTLSConfigs(hosts),
 		Compression:      opts.Compression,
 		CompressionLevel: opts.CompressionLevel,
+		VolumeDirs:       volumeDirs,
 		OutputDir:        filepath.Join(work, "oci"),
 		Progress: ProgressOptions{
 			Logger: logrus.StandardLogger(),
@@ -199,7 +209,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
-	img, err = shapeLikeKaniko(img, opts, content, b.buildContext.Dir, filepath.Join(work, "shape"))
+	img, err = shapeLikeKaniko(img, opts, content, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"))
 	if err != nil {
 		return err
 	}
@@ -209,7 +219,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
 // written (layers, history, --reproducible); the layer files it spools into
 // dir must outlive publishing.
-func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, contextDir, dir string) (v1.Image, error) {
+func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, volumeDirs bool, contextDir, dir string) (v1.Image, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -228,6 +238,7 @@ func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, con
 		BuildArgs:        opts.BuildArgs,
 		IgnorePaths:      ignore,
 		SingleSnapshot:   opts.SingleSnapshot,
+		VolumeDirs:       volumeDirs,
 		ContextSource:    contextSource(contextDir, os.Getuid(), os.Getgid()),
 		CompressionLevel: opts.CompressionLevel,
 	})

@@ -364,7 +364,7 @@ func (d *localDaemon) removeState() error {
 				err = nil
 			}
 		} else {
-			err = os.RemoveAll(d.dir)
+			err = removeAllParallel(d.dir)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("removing BuildKit state %s: %w", d.dir, err))

@@ -21,6 +21,7 @@ import (
 	fstypes "github.com/tonistiigi/fsutil/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
 )
 
@@ -54,6 +55,9 @@ type SolveRequest struct {
 	// PlanLayerCache).
 	CacheImports []client.CacheOptionsEntry
 	CacheExports []client.CacheOptionsEntry
+	// VolumeDirs is the empty directory sent as the named context
+	// compat.VolumeDirsContext (see stageVolumeDirs); "" sends none.
+	VolumeDirs string
 	// OutputDir receives the OCI layout (index.json, blobs/); the build
 	// pushes nothing itself.
 	OutputDir string
@@ -120,15 +124,18 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 	if err != nil {
 		return nil, err
 	}
+	dirs := filesync.StaticDirSource{"context": contextFS, "dockerfile": dockerfileFS}
+	if req.VolumeDirs != "" {
+		if dirs[compat.VolumeDirsContext], err = fsutil.NewFS(req.VolumeDirs); err != nil {
+			return nil, err
+		}
+	}
 	opt := &client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: frontendAttrs(req),
 		// Not LocalMounts: BuildKit's client resets every synced file to
 		// 0:0, where Kaniko's COPY keeps the context's owners.
-		Session: []session.Attachable{auth, filesync.NewFSSyncProvider(filesync.StaticDirSource{
-			"context":    contextFS,
-			"dockerfile": dockerfileFS,
-		})},
+		Session:      []session.Attachable{auth, filesync.NewFSSyncProvider(dirs)},
 		SourcePolicy: req.SourcePolicy,
 		CacheImports: req.CacheImports,
 		CacheExports: req.CacheExports,
@@ -191,6 +198,25 @@ func mappedOwner(id, own uint32) int {
 	return int(id)
 }
 
+// stageVolumeDirs rewrites the staged Dockerfile so that VOLUME paths exist
+// for later instructions (compat.WithVolumeDirs) and returns the empty
+// directory its COPYs read, or "" when the Dockerfile declares no VOLUME.
+func stageVolumeDirs(staged string, content []byte, workDir string) (string, error) {
+	rewritten, changed, err := compat.WithVolumeDirs(content)
+	if err != nil || !changed {
+		return "", err
+	}
+	dir := filepath.Join(workDir, compat.VolumeDirsContext)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", err
+	}
+	// The umask may have narrowed it; Kaniko's VOLUME creates 0755.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(staged, rewritten, 0o600)
+}
+
 func frontendAttrs(req SolveRequest) map[string]string {
 	attrs := map[string]string{
 		"filename": filepath.Base(req.DockerfilePath),
@@ -211,6 +237,9 @@ func frontendAttrs(req SolveRequest) map[string]string {
 	}
 	if req.HostNetwork {
 		attrs["force-network-mode"] = "host"
+	}
+	if req.VolumeDirs != "" {
+		attrs["context:"+compat.VolumeDirsContext] = "local:" + compat.VolumeDirsContext
 	}
 	if req.SourceDateEpoch != "" {
 		attrs["build-arg:SOURCE_DATE_EPOCH"] = req.SourceDateEpoch

@@ -30,6 +30,7 @@ var (
 type kilnBuilder struct {
 	exe, mirror string
 	user        *testenv.User
+	flags       []string // extra executor flags
 }
 
 func newKilnBuilder(t *testing.T) *kilnBuilder {
@@ -54,6 +55,7 @@ func (b *kilnBuilder) build(t *testing.T, c *corpus.Case) v1.Image {
 	out := filepath.Join(dir, "oci")
 	args := append(golden.CaseArgsIn(c, ctxDir),
 		"--registry-mirror="+b.mirror, "--insecure-registry="+b.mirror, "--no-push", "--oci-layout-path="+out)
+	args = append(args, b.flags...)
 	var cmd *exec.Cmd
 	if b.user != nil {
 		cmd = b.user.Command(context.Background(), b.exe, args...)
@@ -188,4 +190,26 @@ func digestOf(t *testing.T, img v1.Image) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// TestWarmDaemonGivesTheSameDigest: a build on BuildKit state kept in
+// --cache-dir (cold, then warm with every step cached) has the digest of a
+// build without cache.
+func TestWarmDaemonGivesTheSameDigest(t *testing.T) {
+	b := newKilnBuilder(t)
+	cached := &kilnBuilder{exe: b.exe, mirror: b.mirror, flags: []string{"--cache=true", "--cache-repo=" + b.mirror + "/kiln-cache", "--cache-dir=" + testenv.ReadableTempDir(t)}}
+	for _, name := range []string{"run-modify-base-file", "volume", "copy-same-file-many"} {
+		t.Run(name, func(t *testing.T) {
+			c, g := loadCase(t, name)
+			plain := digestOf(t, b.build(t, c))
+			cold := digestOf(t, cached.build(t, c))
+			warm := digestOf(t, cached.build(t, c))
+			if plain != cold || cold != warm {
+				t.Fatalf("%s: without cache %s, cold cache %s, warm cache %s", name, plain, cold, warm)
+			}
+			if plain != g.Image.ManifestDigest {
+				t.Errorf("%s: %s, Kaniko's golden %s", name, plain, g.Image.ManifestDigest)
+			}
+		})
+	}
 }

@@ -37,7 +37,7 @@ type chain struct {
 
 // readChain parses the Dockerfile for the target stage and the stages it
 // is built FROM.
-func readChain(dockerfile []byte, target string, buildArgs []string) (*chain, error) {
+func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs bool) (*chain, error) {
 	df, err := compat.ParseDockerfileBytes("Dockerfile", dockerfile, buildArgs)
 	if err != nil {
 		return nil, err
@@ -71,9 +71,23 @@ func readChain(dockerfile []byte, target string, buildArgs []string) (*chain, er
 				c.layerCmds = append(c.layerCmds, cmd)
 				c.layerStage = append(c.layerStage, n)
 			}
+			if vol, ok := cmd.(*instructions.VolumeCommand); ok && volumeDirs {
+				for _, v := range compat.VolumePaths(vol) {
+					c.layerTexts = append(c.layerTexts, compat.VolumeDirCopy(v))
+					c.layerCmds = append(c.layerCmds, volumeDir{VolumeCommand: vol, path: v})
+					c.layerStage = append(c.layerStage, n)
+				}
+			}
 		}
 	}
 	return c, nil
+}
+
+// volumeDir is the COPY compat.WithVolumeDirs inserted after a VOLUME to
+// create path (as written).
+type volumeDir struct {
+	*instructions.VolumeCommand
+	path string
 }
 
 // historyPlan classifies BuildKit's history: entries before Start belong to

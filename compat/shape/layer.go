@@ -43,6 +43,8 @@ type layerWriter struct {
 	// contextSource describes a build context path (see Options).
 	contextSource func(rel string) (Source, error)
 	fixes         fixes
+	// volumes are the stage's VOLUME paths declared so far (cleaned).
+	volumes []string
 }
 
 type entry struct {
@@ -258,6 +260,12 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 			}
 		}
 	}
+	if err := w.addUnchangedCopies(c, cmd, lowerTree); err != nil {
+		return "", false, err
+	}
+	if err := w.applyVolumes(c, cmd, lowerTree); err != nil {
+		return "", false, err
+	}
 	if len(c.entries) == 0 && len(c.deleted) == 0 {
 		return "", false, nil
 	}
@@ -327,6 +335,50 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 		return "", false, err
 	}
 	return out.Name(), true, out.Close()
+}
+
+// applyVolumes snapshots VOLUME directories the way Kaniko does: their
+// content is ignored by filesystem walks (RUN, --single-snapshot), and a
+// COPY/ADD/WORKDIR snapshot lists every VOLUME path of the stage so far.
+func (w *layerWriter) applyVolumes(c *layerContent, cmd instructions.Command, lowerTree func() (tree, error)) error {
+	if len(w.volumes) == 0 {
+		return nil
+	}
+	switch cmd.(type) {
+	case *instructions.CopyCommand, *instructions.AddCommand, *instructions.WorkdirCommand:
+		lower, err := lowerTree()
+		if err != nil {
+			return err
+		}
+		for _, v := range w.volumes {
+			if _, have := c.entries[v]; have {
+				continue
+			}
+			if h := lower[v]; h != nil && h.Typeflag == tar.TypeDir {
+				c.entries[v] = &entry{hdr: *h}
+			}
+		}
+	default:
+		inVolume := func(p string) bool {
+			for _, v := range w.volumes {
+				if strings.HasPrefix(p, v+"/") {
+					return true
+				}
+			}
+			return false
+		}
+		for p := range c.entries {
+			if inVolume(p) {
+				delete(c.entries, p)
+			}
+		}
+		for p := range c.deleted {
+			if inVolume(p) {
+				delete(c.deleted, p)
+			}
+		}
+	}
+	return nil
 }
 
 // dirHeader is an ancestor directory as Kaniko writes it: from this layer,

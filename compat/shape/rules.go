@@ -96,22 +96,26 @@ func groupFromUser(c *layerContent, lower tree, chown string) {
 	}
 }
 
-// copySources applies what Kaniko's COPY does with each literal context
-// source that BuildKit does otherwise:
-//   - a directory source: the destination directory takes the source's
-//     mode (and owner without --chown); missing parents are root's with the
-//     source's mode less the umask (os.MkdirAll);
-//   - a file source without --chown: missing parents take the file's owner;
-//   - a symlink source is copied as the link, not the file it points to.
-func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.SourcesAndDest, chown, chmod string) error {
+// contextCopy is one literal build context source of a COPY/ADD and the
+// path it lands on.
+type contextCopy struct {
+	rel, target string
+	info        Source
+}
+
+// contextCopies lists the literal context sources of sd (no wildcards, URLs
+// or variables) that exist, with their destinations; none without
+// contextSource or for a relative destination (it depends on WORKDIR).
+func (w *layerWriter) contextCopies(lower tree, sd instructions.SourcesAndDest) ([]contextCopy, error) {
 	if w.contextSource == nil || !path.IsAbs(sd.DestPath) || len(sd.SourceContents) > 0 {
-		return nil
+		return nil, nil
 	}
 	dest := cleanPath(sd.DestPath)
 	destIsDir := strings.HasSuffix(sd.DestPath, "/") || len(sd.SourcePaths) > 1
 	if h, ok := lower[dest]; ok && h.Typeflag == tar.TypeDir {
 		destIsDir = true
 	}
+	var copies []contextCopy
 	for _, src := range sd.SourcePaths {
 		if strings.ContainsAny(src, "*?[$\\") || strings.Contains(src, "://") {
 			continue
@@ -122,26 +126,50 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			return fmt.Errorf("reading build context %s: %w", rel, err)
+			return nil, fmt.Errorf("reading build context %s: %w", rel, err)
+		}
+		target := dest
+		if destIsDir && !info.Mode.IsDir() {
+			target = path.Join(dest, path.Base(rel))
+		}
+		copies = append(copies, contextCopy{rel: rel, target: target, info: info})
+	}
+	return copies, nil
+}
+
+// copySources applies what Kaniko's COPY does with each literal context
+// source that BuildKit does otherwise:
+//   - a directory source: the destination directory takes the source's
+//     mode (and owner without --chown); missing parents are root's with the
+//     source's mode less the umask (os.MkdirAll);
+//   - a file source without --chown: missing parents take the file's owner;
+//   - a symlink source is copied as the link, not the file it points to.
+func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.SourcesAndDest, chown, chmod string) error {
+	copies, err := w.contextCopies(lower, sd)
+	if err != nil {
+		return err
+	}
+	for _, cp := range copies {
+		info, target := cp.info, cp.target
+		if chmod == "" {
+			if err := w.keepSetidBits(c, cp); err != nil {
+				return err
+			}
 		}
 		switch {
 		case info.Mode.IsDir():
-			target := c.entries[dest]
-			if target == nil || target.hdr.Typeflag != tar.TypeDir {
+			e := c.entries[target]
+			if e == nil || e.hdr.Typeflag != tar.TypeDir {
 				continue
 			}
 			if chmod == "" {
-				target.hdr.Mode = goModeToTar(info.Mode)
+				e.hdr.Mode = goModeToTar(info.Mode)
 			}
 			if chown == "" {
-				target.hdr.Uid, target.hdr.Gid = info.Uid, info.Gid
+				e.hdr.Uid, e.hdr.Gid = info.Uid, info.Gid
 			}
-			c.ownNewParents(lower, dest, 0, 0, goModeToTar(info.Mode.Perm())&^0o022)
+			c.ownNewParents(lower, target, 0, 0, goModeToTar(info.Mode.Perm())&^0o022)
 		case info.Mode&fs.ModeSymlink != 0:
-			target := dest
-			if destIsDir {
-				target = path.Join(dest, path.Base(rel))
-			}
 			e := c.entries[target]
 			if e == nil {
 				continue
@@ -149,14 +177,106 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 			e.hdr = tar.Header{Typeflag: tar.TypeSymlink, Name: target, Linkname: info.Link, Mode: 0o777, ModTime: e.hdr.ModTime}
 			c.ownNewParents(lower, target, 0, 0, 0o755)
 		case chown == "":
-			target := dest
-			if destIsDir {
-				target = path.Join(dest, path.Base(rel))
-			}
 			if c.entries[target] != nil {
 				c.ownNewParents(lower, target, info.Uid, info.Gid, 0o755)
 			}
 		}
+	}
+	return nil
+}
+
+// keepSetidBits gives the files cp copied their source's setuid and setgid
+// bits back: Kaniko keeps them, rootless BuildKit loses them (its receiver
+// writes a file's data after setting its mode, and the kernel clears the
+// bits on a write without CAP_FSETID in the initial user namespace).
+func (w *layerWriter) keepSetidBits(c *layerContent, cp contextCopy) error {
+	restore := func(p, rel string) error {
+		e := c.entries[p]
+		if e == nil || e.hdr.Typeflag != tar.TypeReg || e.hdr.Mode&0o6000 != 0 {
+			return nil
+		}
+		src := cp.info
+		if rel != cp.rel {
+			var err error
+			if src, err = w.contextSource(rel); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return fmt.Errorf("reading build context %s: %w", rel, err)
+			}
+		}
+		bits := goModeToTar(src.Mode) & 0o6000
+		if bits != 0 && src.Mode.IsRegular() && e.hdr.Mode&0o777 == int64(src.Mode.Perm()) {
+			e.hdr.Mode |= bits
+		}
+		return nil
+	}
+	if !cp.info.Mode.IsDir() {
+		return restore(cp.target, cp.rel)
+	}
+	prefix := cp.target + "/"
+	if cp.target == "" {
+		prefix = ""
+	}
+	for p := range c.entries {
+		if rest, ok := strings.CutPrefix(p, prefix); ok && p != cp.target {
+			if err := restore(p, path.Join(cp.rel, rest)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// addUnchangedCopies: Kaniko's COPY/ADD snapshots every file it copied,
+// also one identical to what was already there, which BuildKit's diff
+// leaves out (a repeated COPY even has an empty layer). Directory sources
+// are left as BuildKit's diff has them: their files are not listed here.
+func (w *layerWriter) addUnchangedCopies(c *layerContent, cmd instructions.Command, lowerTree func() (tree, error)) error {
+	var sd instructions.SourcesAndDest
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		if cmd.From != "" {
+			return nil
+		}
+		sd = cmd.SourcesAndDest
+	case *instructions.AddCommand:
+		sd = cmd.SourcesAndDest
+	default:
+		return nil
+	}
+	if w.contextSource == nil {
+		return nil
+	}
+	lower, err := lowerTree()
+	if err != nil {
+		return err
+	}
+	copies, err := w.contextCopies(lower, sd)
+	if err != nil {
+		return err
+	}
+	for _, cp := range copies {
+		if cp.info.Mode.IsDir() || c.entries[cp.target] != nil {
+			continue
+		}
+		h := lower[cp.target]
+		if h == nil || h.Typeflag == tar.TypeDir {
+			continue
+		}
+		e := &entry{hdr: *h}
+		if h.Typeflag == tar.TypeReg {
+			if e.dataOff, err = c.spool.Seek(0, io.SeekEnd); err != nil {
+				return err
+			}
+			if err := w.lowerFile(cp.target, c.spool); err != nil {
+				return fmt.Errorf("reading %s below the layer: %w", cp.target, err)
+			}
+		}
+		if h.ModTime.After(c.newestMod) {
+			c.newestMod = h.ModTime
+		}
+		c.entries[cp.target] = e
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package shape
 import (
 	"archive/tar"
 	"io/fs"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -128,4 +129,85 @@ func TestSingleSnapshotMergesAStage(t *testing.T) {
 type testOptions struct {
 	image v1.Image
 	Options
+}
+
+func TestRepeatedCopyKeepsItsLayer(t *testing.T) {
+	img := buildkitAdd(t, baseImage(t), "COPY same.txt /one.txt # buildkit", layerOf(t, file("one.txt", "same", 0o644)))
+	// BuildKit's diff of the identical second COPY is empty.
+	img = buildkitAdd(t, img, "COPY same.txt /one.txt # buildkit", layerOf(t))
+	layers := shapedEntries(t, testOptions{image: img, Options: Options{WorkDir: t.TempDir(), Reproducible: true,
+		Dockerfile: []byte("FROM busybox\nCOPY same.txt /one.txt\nCOPY same.txt /one.txt\n"),
+		ContextSource: func(rel string) (Source, error) {
+			if rel == "same.txt" {
+				return Source{Mode: 0o644}, nil
+			}
+			return Source{}, fs.ErrNotExist
+		}}})
+	if len(layers) != 2 {
+		t.Fatalf("%d layers, want one per COPY like Kaniko", len(layers))
+	}
+	if h := layers[1]["one.txt"]; h == nil || h.Size != int64(len("same")) {
+		t.Fatalf("the repeated COPY's layer lacks the copied file: %v", layers[1])
+	}
+}
+
+func TestVolumeDirectoriesJoinTheNextSnapshot(t *testing.T) {
+	// BuildKit's build of the Dockerfile compat.WithVolumeDirs rewrote.
+	img := buildkitAdd(t, baseImage(t), "VOLUME [/data] # buildkit", nil)
+	img = buildkitAdd(t, img, "COPY / /data/ # buildkit", layerOf(t, dir("data/", 0o755)))
+	img = buildkitAdd(t, img, "RUN /bin/sh -c echo x > /data/in && echo y > /out # buildkit", layerOf(t, dir("data/", 0o755), file("data/in", "x", 0o644), file("out", "y", 0o644)))
+	img = buildkitAdd(t, img, "VOLUME [/logs] # buildkit", nil)
+	img = buildkitAdd(t, img, "COPY / /logs/ # buildkit", layerOf(t, dir("logs/", 0o755)))
+	img = buildkitAdd(t, img, "COPY note.txt /note.txt # buildkit", layerOf(t, file("note.txt", "n", 0o644)))
+	img = buildkitAdd(t, img, "VOLUME [/late] # buildkit", nil)
+	img = buildkitAdd(t, img, "COPY / /late/ # buildkit", layerOf(t, dir("late/", 0o755)))
+	dockerfile := []byte("FROM busybox\nVOLUME /data\nRUN echo x > /data/in && echo y > /out\nVOLUME /logs\nCOPY note.txt /note.txt\nVOLUME /late\n")
+	got, err := Kaniko(img, Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: dockerfile, VolumeDirs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := got.Layers()
+	if len(layers) != 3 {
+		t.Fatalf("%d layers, want the base, the RUN and the COPY", len(layers))
+	}
+	if g, want := names(readEntries(t, layers[1])), []string{"/", "data/", "out"}; !equal(g, want) {
+		t.Errorf("RUN layer %q, want %q: the new volume directory without its content", g, want)
+	}
+	if g, want := names(readEntries(t, layers[2])), []string{"/", "data/", "logs/", "note.txt"}; !equal(g, want) {
+		t.Errorf("COPY layer %q, want %q: every volume of the stage so far", g, want)
+	}
+	cf, _ := got.ConfigFile()
+	for _, h := range cf.History {
+		if strings.HasPrefix(h.CreatedBy, "COPY / ") {
+			t.Errorf("history keeps the inserted COPY: %q", h.CreatedBy)
+		}
+	}
+}
+
+func TestCopyKeepsSetidBitsOfTheSource(t *testing.T) {
+	context := map[string]Source{
+		"modes":       {Mode: fs.ModeDir | 0o755},
+		"modes/suid":  {Mode: fs.ModeSetuid | 0o755},
+		"modes/sgid":  {Mode: fs.ModeSetgid | 0o750},
+		"modes/plain": {Mode: 0o644},
+	}
+	// Rootless BuildKit's layer: the setuid and setgid bits are gone.
+	img := buildkitAdd(t, baseImage(t), "COPY modes /modes # buildkit", layerOf(t, dir("modes/", 0o755), file("modes/suid", "s", 0o755), file("modes/sgid", "g", 0o750), file("modes/plain", "p", 0o644)))
+	img = buildkitAdd(t, img, "COPY --chmod=755 modes/suid /chmodded # buildkit", layerOf(t, file("chmodded", "s", 0o755)))
+	layers := shapedEntries(t, testOptions{image: img, Options: Options{WorkDir: t.TempDir(), Reproducible: true,
+		Dockerfile: []byte("FROM busybox\nCOPY modes /modes\nCOPY --chmod=755 modes/suid /chmodded\n"),
+		ContextSource: func(rel string) (Source, error) {
+			if s, ok := context[rel]; ok {
+				return s, nil
+			}
+			return Source{}, fs.ErrNotExist
+		}}})
+	for name, want := range map[string]int64{"modes/suid": 0o4755, "modes/sgid": 0o2750, "modes/plain": 0o644} {
+		if h := layers[0][name]; h == nil || h.Mode != want {
+			t.Errorf("%s: %+v, want mode %o", name, h, want)
+		}
+	}
+	if h := layers[1]["chmodded"]; h.Mode != 0o755 {
+		t.Errorf("--chmod decides the mode: %o", h.Mode)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // KanikoAuthor is the author of the history entries Kaniko adds.
@@ -43,6 +45,10 @@ type Options struct {
 	IgnorePaths []string
 	// SingleSnapshot is --single-snapshot: one layer per stage.
 	SingleSnapshot bool
+	// VolumeDirs says BuildKit built the Dockerfile with the COPYs
+	// compat.WithVolumeDirs inserts; what they create joins Kaniko's next
+	// snapshot of the stage, as Kaniko's VOLUME directories do.
+	VolumeDirs bool
 	// ContextSource describes a path of the build context (relative,
 	// slash-separated) as Kaniko's COPY sees it; nil skips the rules that
 	// need the source (ownership and mode of COPY's created directories,
@@ -68,11 +74,11 @@ func Kaniko(img v1.Image, opts Options) (v1.Image, error) {
 	}
 	c := &chain{used: map[string]bool{}}
 	if opts.Dockerfile != nil {
-		if c, err = readChain(opts.Dockerfile, opts.Target, opts.BuildArgs); err != nil {
+		if c, err = readChain(opts.Dockerfile, opts.Target, opts.BuildArgs, opts.VolumeDirs); err != nil {
 			return nil, fmt.Errorf("reading the Dockerfile's instructions: %w", err)
 		}
 	}
-	s := &shaper{opts: opts, layers: layers, chain: c, plan: planHistory(cf.History, c.layerTexts)}
+	s := &shaper{opts: opts, layers: layers, chain: c, plan: planHistory(cf.History, c.layerTexts), env: cf.Config.Env, volumeStage: -1}
 	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths), contextSource: opts.ContextSource, fixes: fixes{}}
 	addendums, err := s.addendums(cf.History)
 	if err != nil {
@@ -95,6 +101,31 @@ type shaper struct {
 	lower      tree // filesystem below layers[lowerUpTo]
 	lowerUpTo  int
 	layerIndex int // next layer of img to consume
+
+	env []string // the image's ENV, to expand VOLUME paths
+	// volumeStage is the stage the VOLUMEs below belong to; volumes are
+	// its VOLUME paths so far and pendingVolumes the layers of their
+	// directory COPYs not yet merged into a Kaniko layer.
+	volumeStage    int
+	volumes        []string
+	pendingVolumes []int
+}
+
+// trackVolumes forgets the VOLUMEs of an earlier stage: Kaniko's list
+// starts again with each stage's filesystem.
+func (s *shaper) trackVolumes(stage int) {
+	if stage != s.volumeStage {
+		s.volumeStage, s.volumes, s.pendingVolumes = stage, nil, nil
+	}
+}
+
+// volumePath expands a VOLUME path with the image's ENV, as Kaniko does.
+func (s *shaper) volumePath(raw string) string {
+	expanded, _, err := shell.NewLex('\\').ProcessWord(raw, shell.EnvsFromSlice(s.env))
+	if err != nil {
+		return cleanPath(raw)
+	}
+	return cleanPath(expanded)
 }
 
 // stamp is the time --reproducible writes everywhere, or nil.
@@ -127,7 +158,9 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 		if len(group) > 1 {
 			cmd = nil // a merged stage: per-instruction rules do not apply
 		}
-		l, err := s.instructionLayer(group, cmd)
+		s.writer.volumes = slices.Clone(s.volumes)
+		l, err := s.instructionLayer(append(s.pendingVolumes, group...), cmd)
+		s.pendingVolumes = nil
 		if err != nil {
 			return fmt.Errorf("%s: %w", groupText, err)
 		}
@@ -174,6 +207,18 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			}
 		}
 		lastStage = stage
+		if stage >= 0 {
+			s.trackVolumes(stage)
+		}
+		if vol, ok := cmd.(volumeDir); ok {
+			s.volumes = append(s.volumes, s.volumePath(vol.path))
+			if s.opts.SingleSnapshot {
+				group = append(group, idx)
+			} else {
+				s.pendingVolumes = append(s.pendingVolumes, idx)
+			}
+			continue
+		}
 		group, groupText, groupCmd = append(group, idx), text, cmd
 		if !s.opts.SingleSnapshot || stage < 0 {
 			if err := flush(); err != nil {

@@ -161,8 +161,16 @@ func handOver(workspace string, u testenv.User) error {
 		if err != nil {
 			return err
 		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid == 0 && st.Gid == 0 {
-			return os.Lchown(path, u.UID, u.GID)
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok || st.Uid != 0 || st.Gid != 0 {
+			return nil
+		}
+		if err := os.Lchown(path, u.UID, u.GID); err != nil {
+			return err
+		}
+		// chown clears setuid/setgid; a checkout owned by the job's user keeps them.
+		if info.Mode().IsRegular() && info.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			return os.Chmod(path, info.Mode())
 		}
 		return nil
 	})
