@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -62,7 +61,7 @@ func (r *Registry) push(path string, img v1.Image) error {
 }
 
 // seedBases pushes the base images the selected scenarios pull.
-func seedBases(reg *Registry, tb *programTB, selected []*Scenario) error {
+func seedBases(reg *Registry, tb *testenv.ProgramTB, selected []*Scenario) error {
 	needed := map[string]bool{}
 	for _, s := range selected {
 		for _, b := range s.Bases {
@@ -80,7 +79,7 @@ func seedBases(reg *Registry, tb *programTB, selected []*Scenario) error {
 	images := map[string]func() (v1.Image, error){
 		baseBusybox: func() (v1.Image, error) { return busybox, nil },
 		baseDebian: func() (v1.Image, error) {
-			return catch(func() v1.Image { return testenv.DebianImage(tb) })
+			return testenv.Catch(func() v1.Image { return testenv.DebianImage(tb) })
 		},
 		baseManyFiles: func() (v1.Image, error) { return manyFilesImage(busybox) },
 	}
@@ -148,51 +147,6 @@ func manyFilesImage(busybox v1.Image) (v1.Image, error) {
 	}
 	return mutate.Append(busybox, mutate.Addendum{Layer: layer, History: v1.History{
 		Created: v1.Time{Time: mtime}, CreatedBy: "100,000 small files under /srv/tree"}})
-}
-
-// programTB lets this program call testenv's testing.TB helpers: Fatalf
-// panics with a benchFailure that catch turns into an error; Cleanup
-// functions run at close. The embedded nil TB supplies the unexported
-// method and panics on anything else.
-type programTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-type benchFailure string
-
-func (*programTB) Helper()                        {}
-func (*programTB) Name() string                   { return "bench" }
-func (*programTB) Logf(format string, a ...any)   { log.Printf(format, a...) }
-func (*programTB) Fatalf(format string, a ...any) { panic(benchFailure(fmt.Sprintf(format, a...))) }
-func (*programTB) Fatal(a ...any)                 { panic(benchFailure(fmt.Sprint(a...))) }
-func (*programTB) Errorf(format string, a ...any) { panic(benchFailure(fmt.Sprintf(format, a...))) }
-func (*programTB) Skipf(format string, a ...any)  { panic(benchFailure(fmt.Sprintf(format, a...))) }
-func (tb *programTB) Cleanup(f func())            { tb.cleanups = append(tb.cleanups, f) }
-func (*programTB) TempDir() string                { panic(benchFailure("TempDir is not available outside tests")) }
-func (*programTB) Setenv(string, string) {
-	panic(benchFailure("Setenv is not available outside tests"))
-}
-
-func (tb *programTB) close() {
-	for i := len(tb.cleanups) - 1; i >= 0; i-- {
-		tb.cleanups[i]()
-	}
-	tb.cleanups = nil
-}
-
-// catch runs f and turns a Fatalf from testenv into an error.
-func catch[T any](f func() T) (v T, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			msg, ok := r.(benchFailure)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("%s", string(msg))
-		}
-	}()
-	return f(), nil
 }
 
 // privateBinaries copies kiln's binaries into dir, so a concurrent

@@ -134,8 +134,8 @@ func run(ctx context.Context, opts options) error {
 	if err := os.Chmod(scratch, 0o755); err != nil {
 		return err
 	}
-	tb := &programTB{}
-	defer tb.close()
+	tb := &testenv.ProgramTB{Label: "bench"}
+	defer tb.Close()
 	tools, err := makeTools(ctx, opts.tools, scratch, opts.binDir, tb)
 	if err != nil {
 		return err
@@ -193,7 +193,7 @@ func profiledScenarios(names []string) []*Scenario {
 	return out
 }
 
-func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *programTB) ([]*Tool, error) {
+func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *testenv.ProgramTB) ([]*Tool, error) {
 	var tools []*Tool
 	var executor string
 	kilnExecutor := func() (string, error) {
@@ -221,7 +221,7 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 			if err != nil {
 				return nil, err
 			}
-			user, err := catch(func() testenv.User { return testenv.NonRootUser(tb) })
+			user, err := testenv.Catch(func() testenv.User { return testenv.NonRootUser(tb) })
 			if err != nil {
 				return nil, err
 			}

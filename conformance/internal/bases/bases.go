@@ -5,7 +5,6 @@ package bases
 
 import (
 	"fmt"
-	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -64,35 +63,12 @@ func seed(reg *testenv.Registry, path string, img v1.Image, seeded Digests) erro
 
 // debianImage calls testenv.DebianImage, which only takes a testing.TB,
 // from a program that is not a test: Fatalf becomes an error.
-func debianImage(logf func(string, ...any)) (img v1.Image, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(tbFailure)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("debian base image: %s", string(f))
-		}
-	}()
-	return testenv.DebianImage(programTB{logf: logf}), nil
+func debianImage(logf func(string, ...any)) (v1.Image, error) {
+	tb := &testenv.ProgramTB{Label: "golden", LogTo: logf}
+	defer tb.Close()
+	img, err := testenv.Catch(func() v1.Image { return testenv.DebianImage(tb) })
+	if err != nil {
+		return nil, fmt.Errorf("debian base image: %w", err)
+	}
+	return img, nil
 }
-
-type tbFailure string
-
-// programTB implements the testing.TB methods testenv's image builders use;
-// the embedded nil TB supplies the unexported method and panics on others.
-type programTB struct {
-	testing.TB
-	logf func(string, ...any)
-}
-
-func (programTB) Helper()                        {}
-func (programTB) Name() string                   { return "golden" }
-func (p programTB) Logf(format string, a ...any) { p.logf(format, a...) }
-func (programTB) Fatalf(format string, a ...any) { panic(tbFailure(fmt.Sprintf(format, a...))) }
-func (programTB) Fatal(a ...any)                 { panic(tbFailure(fmt.Sprint(a...))) }
-func (programTB) Errorf(format string, a ...any) { panic(tbFailure(fmt.Sprintf(format, a...))) }
-func (programTB) Skipf(format string, a ...any)  { panic(tbFailure(fmt.Sprintf(format, a...))) }
-func (programTB) Cleanup(func())                 {}
-func (programTB) Setenv(key, value string)       { panic(tbFailure("Setenv is not supported outside tests")) }
-func (programTB) TempDir() string                { panic(tbFailure("TempDir is not supported outside tests")) }
