@@ -4,9 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/tls"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -183,26 +181,14 @@ func TestTarContextRefusesEscapes(t *testing.T) {
 func TestHTTPSContext(t *testing.T) {
 	t.Parallel()
 	reg := mirrorRegistry(t)
-	ca := testenv.NewTestCA(t, "context-ca")
-	pair, err := ca.IssueServer("context-server", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := pair.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tgz := gzipTar(t, filesOf(contextFiles, ""))
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, ca := testenv.StartTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/context.tar.gz" {
 			http.NotFound(w, r)
 			return
 		}
 		w.Write(tgz)
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
 
 	forEachMode(t, func(t *testing.T, m mode) {
 		dest := reg.Ref("e2e/ctx/" + m.name + "/https:v1")

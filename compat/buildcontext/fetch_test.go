@@ -142,19 +142,7 @@ func TestUnsupportedAndUnknownSchemes(t *testing.T) {
 // and returns a client that trusts only that CA.
 func tlsServer(t *testing.T, handler http.Handler) (*httptest.Server, *http.Client, *testenv.CA) {
 	t.Helper()
-	ca := testenv.NewTestCA(t, "context-ca")
-	pair, err := ca.IssueServer("context-server", "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := pair.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(handler)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	srv, ca := testenv.StartTLSServer(t, handler)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
 	return srv, client, ca
 }

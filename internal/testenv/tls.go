@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -148,4 +150,25 @@ func randomSerial() *big.Int {
 		panic(err) // crypto/rand does not fail on Linux
 	}
 	return n
+}
+
+// StartTLSServer serves handler over HTTPS on 127.0.0.1 with a certificate
+// from a fresh CA (for context downloads and other non-registry servers);
+// clients trust it through the returned CA's Pool or CertFile.
+func StartTLSServer(t testing.TB, handler http.Handler) (*httptest.Server, *CA) {
+	t.Helper()
+	ca := NewTestCA(t, "server-ca")
+	pair, err := ca.IssueServer("server", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pair.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(handler)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, ca
 }
