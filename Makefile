@@ -10,13 +10,17 @@ export CGO_ENABLED := 0
 
 all: build
 
-build: $(BIN)/executor $(BIN)/warmer $(BIN)/buildkitd $(BIN)/rootlesskit
+build: $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/buildkitd $(BIN)/rootlesskit
 
 $(BIN)/executor: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
 
 $(BIN)/warmer: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/warmer
+
+# The OCI runtime wrapper buildkitd runs each RUN through (executor/ociruntime).
+$(BIN)/kiln-runc: FORCE
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kiln-runc
 
 # BuildKit and rootlesskit are pinned by go.mod's tool directives.
 $(BIN)/buildkitd: go.mod go.sum
@@ -48,7 +52,7 @@ golden: deps
 golden-check: deps
 	KILN_KANIKO_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKanikoEndToEnd$$' ./conformance/golden
 
-# kiln against the committed goldens, root and rootless; writes conformance/REPORT.md (also run by make test).
+# kiln against the committed goldens: root and rootless with --reproducible, root without it; writes conformance/REPORT.md (also run by make test).
 conformance: deps build
 	$(GO) test -count=1 -timeout 30m -v -run '^TestConformance$$' ./conformance/runner
 

@@ -150,13 +150,13 @@ func manyFilesImage(busybox v1.Image) (v1.Image, error) {
 }
 
 // privateBinaries copies kiln's binaries into dir, so a concurrent
-// `make build` cannot swap them mid-run (the executor finds buildkitd and
-// rootlesskit next to itself).
+// `make build` cannot swap them mid-run (the executor finds buildkitd,
+// rootlesskit and kiln-runc next to itself).
 func privateBinaries(srcDir, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	for _, b := range []string{"executor", "buildkitd", "rootlesskit"} {
+	for _, b := range []string{"executor", "kiln-runc", "buildkitd", "rootlesskit"} {
 		src := filepath.Join(srcDir, b)
 		if out, err := exec.Command("cp", "--preserve=mode", src, filepath.Join(dir, b)).CombinedOutput(); err != nil {
 			return "", fmt.Errorf("copying %s (run make build first): %v: %s", src, err, bytes.TrimSpace(out))

@@ -58,7 +58,7 @@ func main() {
 		runs         = flag.Int("runs", 5, "counted runs per tool and scenario")
 		warmup       = flag.Int("warmup", 1, "discarded warm-up runs before the counted ones")
 		outDir       = flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png")
-		binDir       = flag.String("bin", "bin", "directory with kiln's executor, buildkitd and rootlesskit (make build)")
+		binDir       = flag.String("bin", "bin", "directory with kiln's executor, kiln-runc, buildkitd and rootlesskit (make build)")
 		scratchDir   = flag.String("scratch", os.TempDir(), "where contexts, registry blobs and build roots go (not on overlayfs)")
 		logDir       = flag.String("logs", "", "keep every build's output here (default: discarded)")
 		timeout      = flag.Duration("timeout", 15*time.Minute, "limit for one build")

@@ -92,6 +92,9 @@ type Stage struct {
 	CopyFrom []string
 	// Needs lists the earlier stages this one uses (FROM or COPY --from).
 	Needs []int
+	// copyFroms is each COPY's --from value as written, "" without one
+	// (Kaniko's stage selection reads them so).
+	copyFroms []string
 	// invalidExpose is the first EXPOSE Kaniko rejects, or nil.
 	invalidExpose error
 }
@@ -249,6 +252,9 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		stageEnv[i], stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
 			cp, ok := c.(*instructions.CopyCommand)
+			if ok {
+				stage.copyFroms = append(stage.copyFroms, cp.From)
+			}
 			if !ok || cp.From == "" {
 				continue
 			}
@@ -335,17 +341,10 @@ func lineOf(c instructions.Command) int {
 }
 
 // CheckExpose fails the build where Kaniko would: an EXPOSE with a protocol
-// other than tcp or udp in a stage Kaniko builds for target (every stage up
-// to it, or only those it needs with --skip-unused-stages).
-func (d *Dockerfile) CheckExpose(target Stage, skipUnusedStages bool) error {
-	skipped := map[int]bool{}
-	if skipUnusedStages {
-		for _, s := range d.UnusedStages(target) {
-			skipped[s.Index] = true
-		}
-	}
-	for _, s := range d.Stages[:target.Index+1] {
-		if s.invalidExpose != nil && !skipped[s.Index] {
+// other than tcp or udp in one of the stages Kaniko builds (KanikoStages).
+func CheckExpose(stages []Stage) error {
+	for _, s := range stages {
+		if s.invalidExpose != nil {
 			return s.invalidExpose
 		}
 	}
@@ -358,9 +357,91 @@ func stageNumber(ref string, current int) (int, bool) {
 	return n, err == nil && strconv.Itoa(n) == ref && n >= 0 && n < current
 }
 
-// UnusedStages lists the stages before target that target does not need:
-// Kaniko builds them unless --skip-unused-stages, BuildKit never does.
-func (d *Dockerfile) UnusedStages(target Stage) []Stage {
+// KanikoStages lists the stages Kaniko v1.23.2 builds for --target (as
+// given; "" is the last stage), in the order it builds them; the target
+// comes last.
+//
+// Without --skip-unused-stages that is every stage up to the target. With
+// it, Kaniko scans back from the target and keeps only the named stages the
+// scan reaches, comparing names and references as strings:
+//   - a stage is reached when it is the target, when its name is the
+//     target's FROM value as written, or when a reached stage after it
+//     refers to its name (a COPY --from value as written, or a FROM value);
+//   - every COPY counts as a reference, one without --from as a reference
+//     to "", and a numeric --from stands for that stage's name (so an
+//     unnamed stage referred to by number is not kept);
+//   - when the scan found no reference at all, all stages are built if
+//     --target was not given, and only the target if it was.
+func (d *Dockerfile) KanikoStages(target string, skipUnusedStages bool) ([]Stage, error) {
+	last, err := d.TargetStage(target)
+	if err != nil {
+		return nil, err
+	}
+	upToTarget := slices.Clone(d.Stages[:last.Index+1])
+	if !skipUnusedStages {
+		return upToTarget, nil
+	}
+	referenced := map[string]bool{}
+	reached := func(s Stage) bool {
+		return s.Index == last.Index || (s.Name != "" && referenced[s.Name]) || s.Name == last.Base
+	}
+	for i := last.Index; i >= 0; i-- {
+		s := d.Stages[i]
+		if !reached(s) {
+			continue
+		}
+		for _, from := range s.copyFroms {
+			referenced[d.kanikoCopySource(from)] = true
+		}
+		if i != last.Index {
+			referenced[s.Base] = true
+		}
+	}
+	if len(referenced) == 0 {
+		if target == "" {
+			return upToTarget, nil
+		}
+		return []Stage{last}, nil
+	}
+	var kept []Stage
+	for _, s := range d.Stages[:last.Index] {
+		if s.Name != "" && (referenced[s.Name] || s.Name == last.Base) {
+			kept = append(kept, s)
+		}
+	}
+	return append(kept, last), nil
+}
+
+// kanikoCopySource is the stage name a COPY --from value stands for in
+// Kaniko's selection: a number is that stage's name, anything else itself.
+func (d *Dockerfile) kanikoCopySource(from string) string {
+	if n, err := strconv.Atoi(from); err == nil && n >= 0 && n < len(d.Stages) {
+		return d.Stages[n].Name
+	}
+	return from
+}
+
+// ExtraStages lists the stages of kaniko (KanikoStages, target last) that
+// a BuildKit build of the target does not build, because the target does
+// not need them: kiln builds those separately, so that their steps run and
+// can fail the build as under Kaniko.
+func (d *Dockerfile) ExtraStages(kaniko []Stage) []Stage {
+	if len(kaniko) == 0 {
+		return nil
+	}
+	needed := d.neededBy(kaniko[len(kaniko)-1])
+	var extra []Stage
+	for _, s := range kaniko {
+		if !needed[s.Index] {
+			extra = append(extra, s)
+		}
+	}
+	return extra
+}
+
+// neededBy is the set of stages BuildKit builds for target: target and,
+// transitively, the stages it uses.
+func (d *Dockerfile) neededBy(target Stage) map[int]bool {
 	needed := map[int]bool{target.Index: true}
 	for i := target.Index; i >= 0; i-- {
 		if needed[i] {
@@ -369,13 +450,68 @@ func (d *Dockerfile) UnusedStages(target Stage) []Stage {
 			}
 		}
 	}
-	var unused []Stage
-	for _, s := range d.Stages[:target.Index] {
-		if !needed[s.Index] {
-			unused = append(unused, s)
+	return needed
+}
+
+// TargetName is how BuildKit's --target reaches the stage in the Dockerfile
+// copy kiln builds: its own name, or the one WithStageNames gives it.
+func (s Stage) TargetName() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return fmt.Sprintf("kiln-stage-%d", s.Index)
+}
+
+// WithStageNames names the unnamed stages among stages (by Index), so that
+// BuildKit can build them as a target: their FROM becomes
+// "FROM … AS <TargetName>", edited on the FROM's last line so that every
+// line keeps its number. changed is false when there is nothing to name.
+func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+	names := map[int]string{}
+	for _, s := range stages {
+		if s.Name == "" {
+			names[s.Index] = s.TargetName()
 		}
 	}
-	return unused
+	if len(names) == 0 {
+		return dt, false, nil
+	}
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, false, err
+	}
+	lines := strings.SplitAfter(string(dt), "\n")
+	stage := 0
+	for _, node := range result.AST.Children {
+		if !strings.EqualFold(node.Value, "from") {
+			continue
+		}
+		if name, ok := names[stage]; ok {
+			line := lines[node.EndLine-1]
+			content := strings.TrimRight(line, "\r\n")
+			lines[node.EndLine-1] = content + " AS " + name + line[len(content):]
+		}
+		stage++
+	}
+	rewritten = []byte(strings.Join(lines, ""))
+	// A FROM the edit does not fit (e.g. one ending in a continuation at
+	// the end of the file) must fail, not build something else.
+	check, err := parser.Parse(bytes.NewReader(rewritten))
+	if err == nil {
+		var parsed []instructions.Stage
+		if parsed, _, err = instructions.Parse(check.AST, linter.New(&linter.Config{})); err == nil {
+			for i, name := range names {
+				if i >= len(parsed) || parsed[i].Name != name {
+					err = fmt.Errorf("stage %d: its FROM instruction could not be given the name %s", i, name)
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("naming unused stages for BuildKit: %w", err)
+	}
+	return rewritten, true, nil
 }
 
 // VolumeDirsContext names the empty directory, sent to BuildKit as a named

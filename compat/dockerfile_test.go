@@ -127,11 +127,14 @@ func TestParseDockerfile(t *testing.T) {
 	if s := df.Stages[2]; !reflect.DeepEqual(s.Needs, []int{0, 0}) {
 		t.Errorf("stage 2 needs %v, want [0 0]", s.Needs)
 	}
-	if unused := df.UnusedStages(df.Stages[2]); len(unused) != 1 || unused[0].Name != "test" {
-		t.Errorf("UnusedStages(last) = %+v, want the test stage", unused)
-	}
-	if unused := df.UnusedStages(df.Stages[0]); len(unused) != 0 {
-		t.Errorf("UnusedStages(first) = %+v", unused)
+	for target, want := range map[string][]int{"": {1}, "build": nil, "test": nil} {
+		kaniko, err := df.KanikoStages(target, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stageIndexes(df.ExtraStages(kaniko)); !reflect.DeepEqual(got, want) {
+			t.Errorf("ExtraStages(target %q) = %v, want %v", target, got, want)
+		}
 	}
 	if _, err := df.TargetStage("release"); err == nil || !strings.Contains(err.Error(), "--target release") {
 		t.Errorf("TargetStage(release) error = %v", err)
@@ -193,7 +196,9 @@ func TestCheckExposeLikeKaniko(t *testing.T) {
 		{"inherited from the base stage", "FROM scratch AS a\nENV P=sctp\nFROM a\nEXPOSE 1/$P\n", "", false, nil, "invalid protocol: sctp"},
 		{"base image variable not judged", "FROM busybox\nEXPOSE 9000/$FROM_BASE\n", "", false, nil, ""},
 		{"unused stage built by Kaniko", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\n", "", false, nil, "invalid protocol: sctp"},
-		{"unused stage skipped", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\n", "", true, nil, ""},
+		// Kaniko's filter keeps every stage when the target refers to none.
+		{"unused stage kept by --skip-unused-stages", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\n", "", true, nil, "invalid protocol: sctp"},
+		{"unused stage skipped", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\nCOPY a /a\n", "", true, nil, ""},
 		{"stage after the target", "FROM scratch AS ok\nFROM scratch\nEXPOSE 1/sctp\n", "ok", false, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,11 +206,11 @@ func TestCheckExposeLikeKaniko(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			target, err := df.TargetStage(tc.target)
+			stages, err := df.KanikoStages(tc.target, tc.skipUnused)
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = df.CheckExpose(target, tc.skipUnused)
+			err = CheckExpose(stages)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("rejected: %v", err)
@@ -230,5 +235,103 @@ func TestWithVolumeDirs(t *testing.T) {
 	}
 	if _, changed, _ := WithVolumeDirs([]byte("FROM busybox\nRUN true\n")); changed {
 		t.Error("a Dockerfile without VOLUME was rewritten")
+	}
+}
+
+func stageIndexes(stages []Stage) []int {
+	var indexes []int
+	for _, s := range stages {
+		indexes = append(indexes, s.Index)
+	}
+	return indexes
+}
+
+// TestKanikoStages: the stages Kaniko v1.23.2 builds, as its stage
+// selection behaves (with --skip-unused-stages, its string-based scan).
+func TestKanikoStages(t *testing.T) {
+	for _, tc := range []struct {
+		name, dockerfile, target string
+		skipUnused               bool
+		want                     []int
+		extra                    []int // of want, what the target does not need
+	}{
+		{"every stage up to the target", "FROM busybox AS a\nFROM busybox\nFROM busybox AS c\nRUN exit 1\n", "", false, []int{0, 1, 2}, []int{0, 1}},
+		{"none after the target", "FROM busybox AS a\nFROM busybox AS b\nFROM busybox AS c\n", "B", false, []int{0, 1}, []int{0}},
+		{"what the target needs is no extra", "FROM busybox AS a\nFROM a\nCOPY --from=0 /x /x\n", "", false, []int{0, 1}, nil},
+		{"skip: no --target and no reference keeps all", "FROM busybox AS broken\nRUN exit 3\nFROM busybox\nRUN true\n", "", true, []int{0, 1}, []int{0}},
+		{"skip: --target and no reference keeps the target", "FROM busybox AS a\nRUN exit 3\nFROM busybox AS b\nRUN true\n", "b", true, []int{1}, nil},
+		{"skip: --target naming the last stage is still --target", "FROM busybox AS a\nFROM busybox AS b\n", "b", true, []int{1}, nil},
+		{"skip: COPY from the context applies the filter", "FROM busybox\nRUN exit 1\nFROM busybox AS helper\nRUN exit 2\nFROM busybox\nCOPY f /f\n", "", true, []int{2}, nil},
+		{"skip: COPY --from a named stage", "FROM busybox AS broken\nRUN exit 3\nFROM busybox AS support\nFROM busybox\nCOPY --from=support /s /s\n", "", true, []int{1, 2}, nil},
+		{"skip: unnamed stages are dropped even when used", "FROM busybox\nRUN echo > /x\nFROM busybox\nCOPY --from=0 /x /x\n", "", true, []int{1}, nil},
+		{"skip: COPY --from a number stands for the stage's name", "FROM busybox AS one\nFROM busybox AS two\nFROM busybox\nCOPY --from=0 /x /x\n", "", true, []int{0, 2}, nil},
+		{"skip: the stage named as the target's FROM", "FROM busybox AS base\nFROM busybox AS broken\nRUN exit 3\nFROM base AS app\nFROM busybox\nRUN exit 9\n", "app", true, []int{0, 2}, nil},
+		{"skip: references of reached stages count", "FROM busybox AS other\nFROM busybox AS dep\nFROM dep AS mid\nCOPY --from=other /o /o\nFROM busybox AS lone\nFROM busybox\nCOPY --from=mid /m /m\n", "", true, []int{0, 1, 2, 4}, nil},
+		{"skip: names are compared as written", "FROM busybox AS Builder\nFROM busybox\nCOPY --from=Builder /b /b\n", "", true, []int{1}, nil},
+		{"skip: a reference to an image names no stage", "FROM busybox AS a\nFROM busybox\nCOPY --from=alpine:3.20 /x /x\n", "", true, []int{1}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			df, err := ParseDockerfileBytes("Dockerfile", []byte(tc.dockerfile), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stages, err := df.KanikoStages(tc.target, tc.skipUnused)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stageIndexes(stages); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("KanikoStages = %v, want %v", got, tc.want)
+			}
+			if got := stageIndexes(df.ExtraStages(stages)); !reflect.DeepEqual(got, tc.extra) {
+				t.Errorf("ExtraStages = %v, want %v", got, tc.extra)
+			}
+		})
+	}
+	df, err := ParseDockerfileBytes("Dockerfile", []byte("FROM busybox AS a\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := df.KanikoStages("missing", true); err == nil || !strings.Contains(err.Error(), "--target missing") {
+		t.Errorf("unknown target: error %v", err)
+	}
+}
+
+func TestWithStageNames(t *testing.T) {
+	in := "FROM busybox\r\nRUN true\nFROM --platform=linux/amd64 \\\n# comment\n  busybox\nFROM busybox AS named\nFROM busybox"
+	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, changed, err := WithStageNames([]byte(in), df.Stages)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	want := "FROM busybox AS kiln-stage-0\r\nRUN true\nFROM --platform=linux/amd64 \\\n# comment\n  busybox AS kiln-stage-1\nFROM busybox AS named\nFROM busybox AS kiln-stage-3"
+	if string(out) != want {
+		t.Errorf("rewritten:\n%q\nwant\n%q", out, want)
+	}
+	renamed, err := ParseDockerfileBytes("Dockerfile", out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range renamed.Stages {
+		if s.Name != df.Stages[i].TargetName() {
+			t.Errorf("stage %d is named %q, want %q", i, s.Name, df.Stages[i].TargetName())
+		}
+	}
+
+	if out, changed, err := WithStageNames([]byte(in), df.Stages[2:3]); err != nil || changed || string(out) != in {
+		t.Errorf("only named stages: changed %v, error %v", changed, err)
+	}
+	// A FROM ending in a continuation cannot take the name on its last
+	// line; building another stage would be worse than failing.
+	for _, odd := range []string{"FROM busybox AS a\nFROM busybox \\", "FROM busybox AS a\nFROM busybox \\\n# comment\n"} {
+		df, err = ParseDockerfileBytes("Dockerfile", []byte(odd), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := WithStageNames([]byte(odd), df.Stages); err == nil || !strings.Contains(err.Error(), "naming unused stages") {
+			t.Errorf("%q: error %v", odd, err)
+		}
 	}
 }

@@ -18,7 +18,7 @@ epoch=${SOURCE_DATE_EPOCH:-0}
 
 die() { echo "stage-rootfs: $*" >&2; exit 1; }
 
-for b in executor buildkitd rootlesskit; do
+for b in executor kiln-runc buildkitd rootlesskit; do
 	[[ -x $bindir/$b ]] || die "$bindir/$b is missing: run make build"
 	# The image has no libc for them: they must be static (CGO_ENABLED=0, as make build does).
 	ldd "$bindir/$b" >/dev/null 2>&1 && die "$bindir/$b is dynamically linked: rebuild it with make build (CGO_ENABLED=0)"
@@ -48,7 +48,7 @@ install_file() {
 # CA bundles into are world-writable so a non-root build user can too.
 install -d -m 0777 "$root/kaniko" "$root/kaniko/.docker" "$root/kaniko/ssl" "$root/kaniko/ssl/certs"
 install -d -m 0777 "$root/kaniko/buildkit"
-for b in executor buildkitd rootlesskit; do
+for b in executor kiln-runc buildkitd rootlesskit; do
 	install_file "$bindir/$b" "$root/kaniko/$b" 0755
 done
 # The Mozilla bundle exactly as update-ca-certificates concatenates it, from

@@ -185,7 +185,7 @@ func TestTektonKanikoTaskStep(t *testing.T) {
 func TestDebugImageHasKanikoLayout(t *testing.T) {
 	img := loadImage(t, "kiln-debug.tar")
 	script := `set -e
-test -x /kaniko/executor && test -x /kaniko/buildkitd && test -x /kaniko/rootlesskit
+test -x /kaniko/executor && test -x /kaniko/kiln-runc && test -x /kaniko/buildkitd && test -x /kaniko/rootlesskit
 test -d /kaniko/.docker && test -f /kaniko/ssl/certs/ca-certificates.crt
 test "$(stat -c %a /kaniko)" = 777
 test "$DOCKER_CONFIG" = /kaniko/.docker/ && test "$SSL_CERT_DIR" = /kaniko/ssl/certs && test "$HOME" = /root

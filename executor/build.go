@@ -103,15 +103,20 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %w", err)
 	}
-	if opts.Target != "" {
-		if _, err := parsed.TargetStage(opts.Target); err != nil {
-			return err
-		}
+	// Without a stage at all (and no --target) BuildKit reports the error.
+	kanikoStages, err := parsed.KanikoStages(opts.Target, opts.SkipUnusedStages)
+	if err != nil && opts.Target != "" {
+		return err
 	}
-	if target, err := parsed.TargetStage(opts.Target); err == nil {
-		if err := parsed.CheckExpose(target, opts.SkipUnusedStages); err != nil {
-			return fmt.Errorf("error building image: %w", err)
-		}
+	if err := compat.CheckExpose(kanikoStages); err != nil {
+		return fmt.Errorf("error building image: %w", err)
+	}
+	extraTargets, err := stageExtraTargets(dockerfile, parsed.ExtraStages(kanikoStages))
+	if err != nil {
+		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
+	}
+	if err := stageKanikoInstructions(dockerfile, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
+		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
 
 	hosts := earlyDaemonHosts(registry, parsed.BaseImages(), opts)
@@ -188,6 +193,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		CompressionLevel: opts.CompressionLevel,
 		VolumeDirs:       volumeDirs,
 		OutputDir:        filepath.Join(work, "oci"),
+		ExtraTargets:     extraTargets,
 		Progress: ProgressOptions{
 			Logger: logrus.StandardLogger(),
 			Stdout: b.Stdout,

@@ -48,9 +48,12 @@ type DaemonConfig struct {
 	// that outlives the daemon; the caller holds its lock (CacheDirState).
 	// Empty keeps the root inside the private state dir.
 	Root string
-	// BinDir holds buildkitd and rootlesskit. Empty looks next to the
+	// BinDir holds buildkitd, rootlesskit and kiln-runc. Empty looks next to the
 	// running executable, then on PATH.
 	BinDir string
+	// PullOnly marks a daemon that runs no RUN step (the warmer): its OCI
+	// worker uses runc itself, so kiln-runc need not be installed.
+	PullOnly bool
 	// RegistryConfigTOML is buildkitd.toml text made only of tables such as
 	// [registry."host"] (http, insecure, ca, keypair, mirrors).
 	RegistryConfigTOML string

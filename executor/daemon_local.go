@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/platforms"
+	"github.com/kilnbuild/kiln/executor/ociruntime"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
 )
@@ -55,6 +57,12 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 			return nil, err
 		}
 	}
+	var ociWrapper, runtimeEnv string
+	if !cfg.PullOnly {
+		if ociWrapper, runtimeEnv, err = findOCIRuntime(cfg.BinDir); err != nil {
+			return nil, err
+		}
+	}
 	d := &localDaemon{cfg: cfg, rootless: rootless, exited: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -70,7 +78,7 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 	}
 	socket := filepath.Join(runDir, "buildkitd.sock")
 	configFile := filepath.Join(d.dir, "buildkitd.toml")
-	if err := os.WriteFile(configFile, []byte(daemonConfigTOML(cfg.RegistryConfigTOML, runDir)), 0o600); err != nil {
+	if err := os.WriteFile(configFile, []byte(daemonConfigTOML(cfg.RegistryConfigTOML, runDir, ociWrapper)), 0o600); err != nil {
 		return nil, fmt.Errorf("writing buildkitd config: %w", err)
 	}
 	logFile, err := os.OpenFile(filepath.Join(d.dir, "buildkitd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -86,7 +94,7 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 	ready := listenReady(filepath.Join(runDir, "notify.sock"))
 	defer ready.Close()
 	cfg.Logger.Debugf("starting BuildKit: %s", strings.Join(argv, " "))
-	if err := d.start(argv, runDir, ready.Env()); err != nil {
+	if err := d.start(argv, runDir, ready.Env(), runtimeEnv); err != nil {
 		return nil, err
 	}
 
@@ -166,12 +174,36 @@ func buildkitdArgs(cfg DaemonConfig, dir, socket, configFile string) []string {
 	return args
 }
 
+// findOCIRuntime returns kiln-runc, which RUN steps run through, and the
+// variable telling it where the real runc is.
+func findOCIRuntime(binDir string) (wrapper, runtimeEnv string, err error) {
+	if wrapper, err = findBinary(binDir, ociruntime.BinaryName); err != nil {
+		return "", "", err
+	}
+	runc, err := exec.LookPath("runc")
+	if err == nil {
+		runc, err = filepath.Abs(runc)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("runc not found on PATH: BuildKit runs RUN steps with it; install it (Debian package runc): %w", err)
+	}
+	return wrapper, ociruntime.RuntimeEnv + "=" + runc, nil
+}
+
 // daemonConfigTOML appends kiln's settings after the caller's tables (TOML
 // top-level keys would otherwise land inside the caller's last table).
-func daemonConfigTOML(registryTOML, runDir string) string {
+// ociBinary replaces runc for the OCI worker unless empty.
+func daemonConfigTOML(registryTOML, runDir, ociBinary string) string {
 	var b strings.Builder
 	b.WriteString(registryTOML)
 	b.WriteString("\n\n")
+	// Naming the platforms skips buildkitd probing every emulator at
+	// start-up; a RUN for another platform still finds its emulator.
+	fmt.Fprintf(&b, "[worker.oci]\n  platforms = [%s]\n", strconv.Quote(platforms.Format(platforms.Normalize(platforms.DefaultSpec()))))
+	if ociBinary != "" {
+		fmt.Fprintf(&b, "  binary = %s\n", strconv.Quote(ociBinary))
+	}
+	b.WriteString("\n")
 	// The default trace socket is under /run/buildkit, unwritable rootless.
 	fmt.Fprintf(&b, "[otel]\n  socketPath = %s\n\n", strconv.Quote(filepath.Join(runDir, "otel.sock")))
 	// No CDI devices are used; skipping discovery saves start-up work and warnings.

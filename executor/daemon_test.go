@@ -170,7 +170,7 @@ func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	socket := filepath.Join(dir, "buildkitd.sock")
 	configFile := filepath.Join(dir, "buildkitd.toml")
-	if err := os.WriteFile(configFile, []byte(daemonConfigTOML("", dir)), 0o600); err != nil {
+	if err := os.WriteFile(configFile, []byte(daemonConfigTOML("", dir, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	argv := append([]string{filepath.Join(env.BinDir, "buildkitd")}, buildkitdArgs(DaemonConfig{}, dir, socket, configFile)...)

@@ -3,6 +3,7 @@ package executor
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -86,14 +87,14 @@ func forEachMode(t *testing.T, body func(t *testing.T, env modeEnv)) {
 	})
 }
 
-// binDir is <repo>/bin holding buildkitd and rootlesskit.
+// binDir is <repo>/bin holding buildkitd, rootlesskit and kiln-runc.
 func binDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv(binDirEnv)
 	if dir == "" {
 		dir = filepath.Join(testenv.RepoRoot(t), "bin")
 	}
-	for _, name := range []string{"buildkitd", "rootlesskit"} {
+	for _, name := range []string{"buildkitd", "rootlesskit", "kiln-runc"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Fatalf("%s missing in %s: run make build first", name, dir)
 		}
@@ -257,6 +258,34 @@ func startTestDaemon(t *testing.T, cfg DaemonConfig) (Daemon, *client.Client) {
 		t.Fatalf("Client: %v", err)
 	}
 	return d, c
+}
+
+// startDaemonWithBusybox starts a test daemon that pulls from a fresh local
+// registry holding the test busybox image, and returns that image's ref.
+func startDaemonWithBusybox(t *testing.T, env modeEnv) (DaemonConfig, string, *client.Client) {
+	t.Helper()
+	reg := testenv.StartRegistry(t)
+	base := testenv.PushBase(t, reg, "library/busybox:latest", testenv.BusyboxImage(t))
+	cfg := env.daemonConfig()
+	cfg.RegistryConfigTOML = fmt.Sprintf("[registry.%q]\n  http = true\n", reg.Host)
+	_, c := startTestDaemon(t, cfg)
+	return cfg, base, c
+}
+
+// buildDockerfile solves a context holding only dockerfile and returns the
+// image's files (see filesIn) and the build's log.
+func buildDockerfile(t *testing.T, c *client.Client, dockerfile string) (map[string]string, string) {
+	t.Helper()
+	dir := writeContext(t, map[string]string{"Dockerfile": dockerfile})
+	var logs bytes.Buffer
+	res := solveOrFail(t, c, SolveRequest{
+		ContextDir:     dir,
+		DockerfilePath: filepath.Join(dir, "Dockerfile"),
+		HostNetwork:    true,
+		OutputDir:      filepath.Join(t.TempDir(), "layout"),
+		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+	}, &logs)
+	return filesIn(t, layoutImage(t, res)), logs.String()
 }
 
 // testLogger captures Kaniko-style log lines.

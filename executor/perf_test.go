@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/platforms"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/flagmap"
 	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
@@ -282,7 +283,7 @@ func TestGroupAliveIgnoresOnlyExitedProcesses(t *testing.T) {
 
 func TestDaemonConfigDisablesHistoryAndCDI(t *testing.T) {
 	registryTOML := "[registry.\"reg.example:5000\"]\n  http = true\n"
-	cfg, err := bkconfig.Load(strings.NewReader(daemonConfigTOML(registryTOML, "/run/kiln")))
+	cfg, err := bkconfig.Load(strings.NewReader(daemonConfigTOML(registryTOML, "/run/kiln", "/kaniko/kiln-runc")))
 	if err != nil {
 		t.Fatalf("buildkitd cannot load kiln's config: %v", err)
 	}
@@ -294,6 +295,13 @@ func TestDaemonConfigDisablesHistoryAndCDI(t *testing.T) {
 	}
 	if reg, ok := cfg.Registries["reg.example:5000"]; !ok || reg.PlainHTTP == nil || !*reg.PlainHTTP {
 		t.Errorf("registry table lost or changed: %+v", cfg.Registries)
+	}
+	if cfg.Workers.OCI.Binary != "/kaniko/kiln-runc" {
+		t.Errorf("worker.oci.binary = %q, want kiln-runc's path", cfg.Workers.OCI.Binary)
+	}
+	// One platform, so that buildkitd does not probe for emulators.
+	if native := platforms.Format(platforms.Normalize(platforms.DefaultSpec())); !slices.Equal(cfg.Workers.OCI.Platforms, []string{native}) {
+		t.Errorf("worker.oci.platforms = %q, want [%s]", cfg.Workers.OCI.Platforms, native)
 	}
 }
 

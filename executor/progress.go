@@ -115,42 +115,18 @@ func (p *kanikoProgress) handle(s *client.SolveStatus) {
 var (
 	// "[stage-1 3/5] RUN echo hi", "[2/3] COPY a /a"
 	instructionVertex = regexp.MustCompile(`^\[(?:\S+ )?\d+/\d+\] (.+)$`)
-	metadataVertex    = regexp.MustCompile(`^\[internal\] load metadata for (\S+)$`)
 )
 
 // kanikoLines maps a BuildKit vertex name to the lines Kaniko logs for the
-// same step; vertices Kaniko has no counterpart for map to nothing.
+// same step; vertices Kaniko has no counterpart for map to nothing. Base
+// images are announced by BaseImageResolver, which resolves every one of
+// them before the solve, so BuildKit's metadata and FROM vertices add nothing.
 func kanikoLines(vertex string) []string {
-	if m := metadataVertex.FindStringSubmatch(vertex); m != nil {
-		return []string{"Retrieving image manifest " + familiarImage(m[1])}
-	}
 	m := instructionVertex.FindStringSubmatch(vertex)
-	if m == nil {
+	if m == nil || strings.HasPrefix(m[1], "FROM ") {
 		return nil
 	}
-	instruction := m[1]
-	if image, ok := strings.CutPrefix(instruction, "FROM "); ok {
-		image, _, _ = strings.Cut(image, "@")
-		return []string{"Retrieving image " + familiarImage(image) + " from registry " + registryOf(image)}
-	}
-	return []string{instruction}
-}
-
-// familiarImage shortens docker.io names the way users write them.
-func familiarImage(ref string) string {
-	if rest, ok := strings.CutPrefix(ref, "docker.io/"); ok {
-		return strings.TrimPrefix(rest, "library/")
-	}
-	return ref
-}
-
-// registryOf names the registry the way Kaniko (go-containerregistry) does.
-func registryOf(ref string) string {
-	host, _, ok := strings.Cut(ref, "/")
-	if !ok || (!strings.ContainsAny(host, ".:") && host != "localhost") || host == "docker.io" {
-		return "index.docker.io"
-	}
-	return host
+	return []string{m[1]}
 }
 
 // BuildError is a failed build. ExitCode is the failing RUN command's exit

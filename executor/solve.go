@@ -61,6 +61,10 @@ type SolveRequest struct {
 	// OutputDir receives the OCI layout (index.json, blobs/); the build
 	// pushes nothing itself.
 	OutputDir string
+	// ExtraTargets are the stages Kaniko builds that Target does not need
+	// (compat.Dockerfile.ExtraStages by TargetName), in Kaniko's order:
+	// built too, not exported (see solveWithExtraStages).
+	ExtraTargets []string
 
 	Progress ProgressOptions
 }
@@ -84,7 +88,11 @@ func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResul
 	eg, egCtx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
 		var err error
-		resp, err = c.Solve(egCtx, nil, *opt, statusCh)
+		if len(req.ExtraTargets) == 0 {
+			resp, err = c.Solve(egCtx, nil, *opt, statusCh)
+		} else {
+			resp, err = solveWithExtraStages(egCtx, c, req, *opt, statusCh)
+		}
 		return err
 	})
 	eg.Go(func() error {

@@ -72,6 +72,7 @@ func Warm(ctx context.Context, opts WarmOptions) error {
 		StateParent:        opts.StateParent,
 		BinDir:             opts.BinDir,
 		Root:               state.Root,
+		PullOnly:           true,
 		RegistryConfigTOML: opts.Registry.BuildkitdTOML(hosts),
 		Logger:             opts.Logger,
 	})

@@ -24,7 +24,7 @@
 //	               pending (what is not implemented yet), replacedBy (for deprecated spellings)}
 //	error          the validation error when verdict is "invalid"
 //	context        {flag ("--context"|"--bucket"), value, scheme ("" for a directory), dir}
-//	dockerfile     {path, dockerignore, stages, target, baseImages[], unusedStages[]}
+//	dockerfile     {path, dockerignore, stages, target, baseImages[], builtStages[] (as Kaniko builds them)}
 //	credentials[]  {registry, for ("push"|"cache"), source (where it would come from; never the secret), found}
 //	preflight[]    {check, severity ("ok"|"info"|"warning"|"error"), seen, why, fix}
 //	changes[]      scan only: {setting, current, required, why}

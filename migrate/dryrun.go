@@ -88,9 +88,6 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 			_, err := compat.ResolveContext(context.Background(), opts, nil)
 			r.note(SeverityError, "context", "%s", redactURL(err.Error()))
 		}
-		if !opts.SkipUnusedStages {
-			r.note(SeverityInfo, "stages", "BuildKit builds only the stages the target needs; Kaniko without --skip-unused-stages also builds the other stages before it, so RUN steps in those (tests, linters) stop running")
-		}
 		m.checkDestinations(r, opts, false)
 		return r
 	}
@@ -174,16 +171,13 @@ func (m *Migrator) checkDockerfile(r *Report, opts *flagmap.Options, path, ctxDi
 	if df.Syntax != "" {
 		r.note(SeverityWarning, "dockerfile", "the '# syntax=%s' line was ignored by Kaniko; BuildKit honours it and pulls that frontend image", df.Syntax)
 	}
-	target, err := df.TargetStage(opts.Target)
+	stages, err := df.KanikoStages(opts.Target, opts.SkipUnusedStages)
 	if err != nil {
 		r.note(SeverityError, "dockerfile", "%s", err)
 		return
 	}
-	for _, s := range df.UnusedStages(target) {
-		rep.UnusedStages = append(rep.UnusedStages, stageLabel(s))
-	}
-	if len(rep.UnusedStages) > 0 && !opts.SkipUnusedStages {
-		r.note(SeverityWarning, "stages", "Kaniko (without --skip-unused-stages) builds stage %s although the target does not use it; BuildKit skips it, so its RUN steps no longer run. Make the target depend on it (COPY --from) or build it with its own --target if you rely on them", strings.Join(rep.UnusedStages, ", "))
+	for _, s := range stages {
+		rep.BuiltStages = append(rep.BuiltStages, stageLabel(s))
 	}
 }
 

@@ -67,12 +67,13 @@ type ContextReport struct {
 
 // DockerfileReport is the Dockerfile as kiln would read it.
 type DockerfileReport struct {
-	Path         string   `json:"path"`
-	Ignore       string   `json:"dockerignore,omitempty"`
-	Stages       int      `json:"stages"`
-	Target       string   `json:"target,omitempty"`
-	BaseImages   []string `json:"baseImages"`
-	UnusedStages []string `json:"unusedStages,omitempty"`
+	Path       string   `json:"path"`
+	Ignore     string   `json:"dockerignore,omitempty"`
+	Stages     int      `json:"stages"`
+	Target     string   `json:"target,omitempty"`
+	BaseImages []string `json:"baseImages"`
+	// BuiltStages are the stages Kaniko builds, and kiln with it, in order.
+	BuiltStages []string `json:"builtStages,omitempty"`
 }
 
 // CredentialCheck says where a registry credential would come from.
@@ -199,6 +200,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "Dockerfile: %s (%d stages; base images: %s)\n", d.Path, d.Stages, strings.Join(d.BaseImages, ", "))
 		if d.Ignore != "" {
 			fmt.Fprintf(&b, "  ignore file: %s\n", d.Ignore)
+		}
+		if len(d.BuiltStages) > 0 {
+			fmt.Fprintf(&b, "  stages built (as Kaniko builds them): %s\n", strings.Join(d.BuiltStages, ", "))
 		}
 	}
 	if len(r.Credentials) > 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -61,6 +62,10 @@ const (
 	LevelDigest  = 4  // L4: same image digest
 )
 
+// PlainTop is the highest level judged for a build without --reproducible:
+// its digest covers build times, so L4 cannot hold.
+const PlainTop = LevelLayers
+
 // KilnExpect records the level kiln reaches compared with Kaniko's golden,
 // and why when it is below L4. A run fails when kiln drops below it or when
 // a level listed in holds stops holding.
@@ -68,6 +73,10 @@ type KilnExpect struct {
 	Level LevelExpect `yaml:",inline"`
 	// Rootless overrides Level for the non-root (rootless BuildKit) run.
 	Rootless *LevelExpect `yaml:"rootless"`
+	// Plain overrides Level for the run without --reproducible, judged up
+	// to PlainTop with times ignored. Without it Level applies, capped at
+	// PlainTop.
+	Plain *LevelExpect `yaml:"plain"`
 }
 
 // LevelExpect is one expected level with its reason.
@@ -94,6 +103,26 @@ func (k KilnExpect) For(rootless bool) Expectation {
 	if rootless && k.Rootless != nil {
 		e = *k.Rootless
 	}
+	return e.parse()
+}
+
+// ForPlain returns the expectation for the run without --reproducible:
+// Plain, or else Level, capped at PlainTop (where no reason is needed).
+func (k KilnExpect) ForPlain() Expectation {
+	e := k.Level
+	if k.Plain != nil {
+		e = *k.Plain
+	}
+	out := e.parse()
+	out.Holds = slices.DeleteFunc(out.Holds, func(l int) bool { return l > PlainTop })
+	if out.Level >= PlainTop {
+		out.Level, out.Reason = PlainTop, ""
+	}
+	return out
+}
+
+// parse reads a validated LevelExpect.
+func (e LevelExpect) parse() Expectation {
 	level, _ := ParseLevel(e.Level)
 	out := Expectation{Level: level, Reason: e.Reason}
 	for _, h := range e.Holds {
@@ -125,13 +154,19 @@ func LevelName(level int) string {
 	return fmt.Sprintf("L%d", level)
 }
 
-func (e LevelExpect) validate() error {
+// validate checks an expectation for a run judged up to level top (L4, or
+// PlainTop without --reproducible); an empty level means top.
+func (e LevelExpect) validate(top int) error {
 	level, err := ParseLevel(e.Level)
 	if err != nil {
 		return err
 	}
-	if level < LevelDigest && strings.TrimSpace(e.Reason) == "" {
-		return fmt.Errorf("level %s needs a reason (why kiln does not reach L4 here)", LevelName(level))
+	if e.Level != "" && level > top {
+		return fmt.Errorf("level %s is not judged here: the highest level is %s", e.Level, LevelName(top))
+	}
+	level = min(level, top)
+	if level < top && strings.TrimSpace(e.Reason) == "" {
+		return fmt.Errorf("level %s needs a reason (why kiln does not reach %s here)", LevelName(level), LevelName(top))
 	}
 	for _, h := range e.Holds {
 		held, err := ParseLevel(h)
@@ -287,12 +322,17 @@ func Parse(data []byte, c *Case) error {
 			return fmt.Errorf("build_args: %q needs a name", a)
 		}
 	}
-	if err := c.Kiln.Level.validate(); err != nil {
+	if err := c.Kiln.Level.validate(LevelDigest); err != nil {
 		return fmt.Errorf("kiln: %w", err)
 	}
 	if c.Kiln.Rootless != nil {
-		if err := c.Kiln.Rootless.validate(); err != nil {
+		if err := c.Kiln.Rootless.validate(LevelDigest); err != nil {
 			return fmt.Errorf("kiln.rootless: %w", err)
+		}
+	}
+	if c.Kiln.Plain != nil {
+		if err := c.Kiln.Plain.validate(PlainTop); err != nil {
+			return fmt.Errorf("kiln.plain: %w", err)
 		}
 	}
 	for i := range c.Files {

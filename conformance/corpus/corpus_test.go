@@ -37,6 +37,9 @@ func TestParseDefaultsAndValidation(t *testing.T) {
 		"unknown level":           "kiln: {level: L5, reason: r}\n",
 		"rootless without reason": "kiln: {level: L2, reason: r, rootless: {level: L1}}\n",
 		"holds below level":       "kiln: {level: L2, holds: [L1], reason: r}\n",
+		"plain at L4":             "kiln: {plain: {level: L4}}\n",
+		"plain without reason":    "kiln: {plain: {level: L1}}\n",
+		"plain holds L4":          "kiln: {plain: {level: L1, holds: [L4], reason: r}}\n",
 	}
 	for what, manifest := range bad {
 		if err := Parse([]byte(manifest), &Case{Name: "demo"}); err == nil {
@@ -62,6 +65,30 @@ func TestKilnExpectedLevel(t *testing.T) {
 	}
 	if e := c.Kiln.For(true); e.Level != LevelNone || e.Holds != nil || e.Reason != "owners differ" {
 		t.Errorf("rootless expectation = %+v", e)
+	}
+	// Without --reproducible the root expectation applies up to L3.
+	if e := c.Kiln.ForPlain(); e.Level != LevelOutcome || len(e.Holds) != 1 || e.Holds[0] != LevelFiles || e.Reason != "history differs" {
+		t.Errorf("plain expectation = %+v", e)
+	}
+	if err := Parse([]byte("kiln: {level: L2, holds: [L4], reason: digest}\n"), &Case{Name: "demo"}); err == nil {
+		t.Fatal("holds: [L4] accepted")
+	}
+	capped := &Case{Name: "demo"}
+	if err := Parse([]byte("kiln: {level: L3, reason: tar bytes differ}\n"), capped); err != nil {
+		t.Fatal(err)
+	}
+	if e := capped.Kiln.ForPlain(); e.Level != PlainTop || e.Holds != nil || e.Reason != "" {
+		t.Errorf("plain expectation of an L3 case = %+v, want L3 without a reason", e)
+	}
+	own := &Case{Name: "demo"}
+	if err := Parse([]byte("kiln: {plain: {level: L1, holds: [L2], reason: config author}}\n"), own); err != nil {
+		t.Fatal(err)
+	}
+	if e := own.Kiln.ForPlain(); e.Level != LevelConfig || len(e.Holds) != 1 || e.Reason != "config author" {
+		t.Errorf("declared plain expectation = %+v", e)
+	}
+	if e := own.Kiln.For(false); e.Level != LevelDigest {
+		t.Errorf("a plain expectation changed the root one: %+v", e)
 	}
 }
 

@@ -165,9 +165,12 @@ func (h *Harness) Destination(c *corpus.Case) string {
 // with the context at Kaniko's /workspace.
 func CaseArgs(c *corpus.Case) []string { return CaseArgsIn(c, kaniko.Workspace) }
 
+// ReproducibleFlag is in every golden run's arguments.
+const ReproducibleFlag = "--reproducible"
+
 // CaseArgsIn are CaseArgs with the context at workspace.
 func CaseArgsIn(c *corpus.Case, workspace string) []string {
-	args := []string{"--dockerfile=" + path.Join(workspace, c.Dockerfile), "--context=dir://" + workspace, "--reproducible"}
+	args := []string{"--dockerfile=" + path.Join(workspace, c.Dockerfile), "--context=dir://" + workspace, ReproducibleFlag}
 	for _, a := range c.BuildArgs {
 		args = append(args, "--build-arg="+a)
 	}

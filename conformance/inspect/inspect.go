@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,6 +56,23 @@ type History struct {
 	EmptyLayer bool   `json:"empty_layer,omitempty"`
 	// Dated is true when created is set to anything but the zero time.
 	Dated bool `json:"dated,omitempty"`
+}
+
+// Timestamps. This is the one place that knows which parts of an image are
+// times. Inspect never records file times (tar mtime, PAX access and change
+// times) nor the config's created; a history entry's created is kept only
+// as Dated. The digests (manifest, config, diff_ids) cover the times, so a
+// comparison that ignores times cannot use them.
+
+// WithoutTimes is img with every recorded time cleared: what stays is what
+// an image built without --reproducible must share with Kaniko's.
+func (img *Image) WithoutTimes() *Image {
+	out := *img
+	out.Config.History = slices.Clone(img.Config.History)
+	for i := range out.Config.History {
+		out.Config.History[i].Dated = false
+	}
+	return &out
 }
 
 // Layer is one layer's tar content in archive order.
@@ -218,8 +236,15 @@ func normalizeConfig(cf *v1.ConfigFile) Config {
 		Author:       cf.Author,
 		Config:       cf.Config,
 	}
-	for _, h := range cf.History {
-		c.History = append(c.History, History{
+	c.History = HistoryOf(cf.History)
+	return c
+}
+
+// HistoryOf is a config's history in inspected form.
+func HistoryOf(history []v1.History) []History {
+	var out []History
+	for _, h := range history {
+		out = append(out, History{
 			CreatedBy:  h.CreatedBy,
 			Author:     h.Author,
 			Comment:    h.Comment,
@@ -227,7 +252,7 @@ func normalizeConfig(cf *v1.ConfigFile) Config {
 			Dated:      !h.Created.IsZero(),
 		})
 	}
-	return c
+	return out
 }
 
 // ReadTar lists a layer's entries in archive order, hashing file contents.

@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -203,5 +205,48 @@ func TestLayout(t *testing.T) {
 	}
 	if _, err := Layout(t.TempDir(), Options{}); err == nil {
 		t.Error("empty directory accepted as OCI layout")
+	}
+}
+
+// TestWithoutTimes builds one image twice, once with Kaniko's --reproducible
+// zero times and once with build times everywhere (mtimes, PAX access and
+// change times, config and history created): only the digests may differ.
+func TestWithoutTimes(t *testing.T) {
+	build := func(at time.Time) *Image {
+		stamp := func(e tarEntry) tarEntry {
+			e.hdr.ModTime = at
+			if !at.IsZero() {
+				e.hdr.Format, e.hdr.AccessTime, e.hdr.ChangeTime = tar.FormatPAX, at.Add(time.Second), at.Add(2*time.Second)
+			}
+			return e
+		}
+		layer := layerOf(t, stamp(dir("app/", 0o755)), stamp(file("app/x", "x", 0o644, 0, 0)))
+		img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "COPY x /app/", Created: v1.Time{Time: at}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img, err = mutate.CreatedAt(img, v1.Time{Time: at}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Inspect(img, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	zero, dated := build(time.Time{}), build(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC))
+	if zero.DiffIDs[0] == dated.DiffIDs[0] || zero.ConfigDigest == dated.ConfigDigest {
+		t.Fatal("the two builds do not differ in their times")
+	}
+	if !dated.Config.History[0].Dated || dated.WithoutTimes().Config.History[0].Dated {
+		t.Errorf("history dates: before %+v, after %+v", dated.Config.History, dated.WithoutTimes().Config.History)
+	}
+	a, b := zero.WithoutTimes(), dated.WithoutTimes()
+	if !reflect.DeepEqual(a.Config, b.Config) || !reflect.DeepEqual(a.Layers[0].Entries, b.Layers[0].Entries) ||
+		a.Layers[0].EntriesDigest != b.Layers[0].EntriesDigest || a.FilesystemDigest != b.FilesystemDigest {
+		t.Errorf("times leak into the inspected form:\n%+v\n%+v", a, b)
+	}
+	if len(dated.Config.History) == 0 || &dated.WithoutTimes().Config.History[0] == &dated.Config.History[0] {
+		t.Error("WithoutTimes shares its history with the original")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -43,6 +44,9 @@ type builder struct {
 	scratch string
 	logDir  string
 	mode    Mode
+	// baseHistories are the histories of the harness's base images (plain
+	// mode: they tell Kaniko's history authors, see plainReference).
+	baseHistories [][]inspect.History
 }
 
 // build materialises the case's context, runs kiln exactly as the golden
@@ -78,6 +82,9 @@ func (b *builder) build(ctx context.Context, c *corpus.Case) (*Build, error) {
 	}
 	digestFile := filepath.Join(home, "digest")
 	args := append(golden.CaseArgsIn(c, workspace), b.harness.HarnessArgs(c)...)
+	if b.mode == Plain {
+		args = slices.DeleteFunc(args, func(a string) bool { return a == golden.ReproducibleFlag })
+	}
 	args = append(args, "--digest-file="+digestFile)
 
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)

@@ -1,7 +1,8 @@
 // Package runner builds the conformance corpus with kiln, as root and as a
 // non-root user (rootless BuildKit), and measures each image against Kaniko's
 // golden at five levels: L0 outcome, L1 config, L2 flattened filesystem, L3
-// per-layer entries, L4 image digest.
+// per-layer entries, L4 image digest. A third mode builds without
+// --reproducible and is judged up to L3 with times ignored.
 package runner
 
 import (
@@ -18,28 +19,59 @@ import (
 )
 
 // Mode is how kiln runs: as root (rootful BuildKit) or as a non-root user
-// (rootless BuildKit through rootlesskit).
+// (rootless BuildKit through rootlesskit), with --reproducible like the
+// goldens; or as root without it.
 type Mode string
 
 // Modes.
 const (
 	Root     Mode = "root"
 	Rootless Mode = "rootless"
+	// Plain builds without --reproducible, as root: judged up to
+	// corpus.PlainTop with times ignored (see ComparePlain).
+	Plain Mode = "plain"
 )
+
+// AllModes are the modes a full run covers, in report order.
+var AllModes = []Mode{Root, Rootless, Plain}
+
+// TopLevel is the highest level judged in the mode.
+func (m Mode) TopLevel() int {
+	if m == Plain {
+		return corpus.PlainTop
+	}
+	return corpus.LevelDigest
+}
+
+// expectation is what the case records for the mode.
+func (m Mode) expectation(k corpus.KilnExpect) corpus.Expectation {
+	if m == Plain {
+		return k.ForPlain()
+	}
+	return k.For(m == Rootless)
+}
 
 // ParseModes reads a comma-separated list of modes.
 func ParseModes(s string) ([]Mode, error) {
 	var modes []Mode
 	for _, m := range strings.Split(s, ",") {
 		mode := Mode(strings.TrimSpace(m))
-		if mode != Root && mode != Rootless {
-			return nil, fmt.Errorf("mode %q must be %q or %q", m, Root, Rootless)
+		if !slices.Contains(AllModes, mode) {
+			return nil, fmt.Errorf("mode %q must be one of %s", m, modeList(AllModes))
 		}
 		if !slices.Contains(modes, mode) {
 			modes = append(modes, mode)
 		}
 	}
 	return modes, nil
+}
+
+func modeList(modes []Mode) string {
+	names := make([]string, len(modes))
+	for i, m := range modes {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ",")
 }
 
 // Config is one conformance run.
@@ -135,7 +167,7 @@ func Run(ctx context.Context, cfg Config) ([]*Result, error) {
 	byKey := map[string]*job{}
 	for _, mode := range cfg.Modes {
 		for _, c := range cfg.Cases {
-			j := &job{result: &Result{Case: c, Mode: mode, Expected: c.Kiln.For(mode == Rootless)}, done: make(chan struct{})}
+			j := &job{result: &Result{Case: c, Mode: mode, Expected: mode.expectation(c.Kiln)}, done: make(chan struct{})}
 			jobs = append(jobs, j)
 			byKey[string(mode)+"/"+c.Name] = j
 		}
@@ -192,6 +224,12 @@ func newBuilder(cfg Config, mode Mode) (*builder, error) {
 		return nil, fmt.Errorf("%s harness: %w", mode, err)
 	}
 	b.harness = h
+	if mode == Plain {
+		if b.baseHistories, err = baseHistories(h); err != nil {
+			h.Close()
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -202,7 +240,7 @@ func runOne(ctx context.Context, b *builder, g *golden.Golden, r *Result, prereq
 			r.Status, r.Err = Error, fmt.Errorf("prerequisite %s was not built in this mode", p.Case.Name)
 			return
 		}
-		if p.Comparison.Level < corpus.LevelDigest {
+		if p.Comparison.Level < p.Mode.TopLevel() {
 			r.Notes = append(r.Notes, fmt.Sprintf("built FROM cases/%s, whose kiln image differs from Kaniko's (%s): differences inherited from it are not this case's own", p.Case.Name, corpus.LevelName(p.Comparison.Level)))
 		}
 	}
@@ -212,7 +250,11 @@ func runOne(ctx context.Context, b *builder, g *golden.Golden, r *Result, prereq
 		return
 	}
 	r.Build = build
-	r.Comparison = Compare(g, build.Outcome, build.Image)
+	if b.mode == Plain {
+		r.Comparison = ComparePlain(g, build.Outcome, build.Image, b.baseHistories)
+	} else {
+		r.Comparison = Compare(g, build.Outcome, build.Image)
+	}
 	placehold(&r.Comparison, b.harness.Placeholders(r.Case))
 	stale := golden.StaleBases(g, b.harness.CaseBases(r.Case))
 	for _, s := range stale {

@@ -148,12 +148,15 @@ func TestReport(t *testing.T) {
 		{Case: c, Mode: Rootless, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs"}, Status: Regressed,
 			Comparison: Comparison{Level: corpus.LevelOutcome, Pass: [LevelCount]bool{true},
 				Diffs: [LevelCount][]string{corpus.LevelConfig: {"config.User: kaniko (absent), kiln \"app\""}}}},
+		{Case: c, Mode: Plain, Expected: corpus.Expectation{Level: corpus.PlainTop}, Status: AsExpected,
+			Comparison: Comparison{Level: corpus.PlainTop, Pass: [LevelCount]bool{true, true, true, true}}},
 	}
 	report := Report(results)
 	for _, want := range []string{
 		"| root | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 0 (0%) | 0 (0%) | 0 | 0 | 0 | 0 |",
 		"| rootless | cumulative | 1 | 1 (100%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 (0%) | 1 | 0 | 0 | 0 |",
-		"| demo | L2 | L0 (REGRESSED; expected L2) | history differs |",
+		"| plain | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | n/a | 0 | 0 | 0 | 0 |",
+		"| demo | L2 | L0 (REGRESSED; expected L2) | L3 | history differs |",
 		"### demo (root)", "`layer 1: only in kiln: x`",
 		"### demo (rootless)", "`config.User: kaniko (absent), kiln \"app\"`",
 	} {
@@ -334,5 +337,18 @@ func TestJudge(t *testing.T) {
 	gainedLayers := Comparison{Level: corpus.LevelOutcome, Pass: [LevelCount]bool{true, false, true, true}}
 	if s := judge(gainedLayers, want); s != Improved {
 		t.Errorf("L3 newly holding judged %s", s)
+	}
+}
+
+func TestParseModes(t *testing.T) {
+	modes, err := ParseModes("plain, root,plain")
+	if err != nil || len(modes) != 2 || modes[0] != Plain || modes[1] != Root {
+		t.Fatalf("ParseModes = %v, %v", modes, err)
+	}
+	if _, err := ParseModes("rootful"); err == nil || !strings.Contains(err.Error(), "root,rootless,plain") {
+		t.Errorf("unknown mode: %v", err)
+	}
+	if Plain.TopLevel() != corpus.PlainTop || Root.TopLevel() != corpus.LevelDigest {
+		t.Error("top levels")
 	}
 }

@@ -11,6 +11,7 @@ import (
 // Bins are the programs `make build` writes to <repo root>/bin.
 type Bins struct {
 	Executor    string
+	KilnRunc    string
 	Buildkitd   string
 	Rootlesskit string
 }
@@ -24,11 +25,12 @@ func Binaries(t testing.TB) Bins {
 func binariesIn(dir string) (Bins, error) {
 	bins := Bins{
 		Executor:    filepath.Join(dir, "executor"),
+		KilnRunc:    filepath.Join(dir, "kiln-runc"),
 		Buildkitd:   filepath.Join(dir, "buildkitd"),
 		Rootlesskit: filepath.Join(dir, "rootlesskit"),
 	}
 	var missing []string
-	for _, path := range []string{bins.Executor, bins.Buildkitd, bins.Rootlesskit} {
+	for _, path := range []string{bins.Executor, bins.KilnRunc, bins.Buildkitd, bins.Rootlesskit} {
 		if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
 			missing = append(missing, filepath.Base(path))
 		}

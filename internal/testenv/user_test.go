@@ -57,10 +57,10 @@ func TestSharedTempDirIsUsableByTheUser(t *testing.T) {
 func TestBinariesNamesMissingOnes(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := binariesIn(dir); err == nil || !strings.Contains(err.Error(), "run make build") ||
-		!strings.Contains(err.Error(), "executor, buildkitd, rootlesskit") {
+		!strings.Contains(err.Error(), "executor, kiln-runc, buildkitd, rootlesskit") {
 		t.Fatalf("empty bin dir: error %v", err)
 	}
-	for _, name := range []string{"executor", "buildkitd", "rootlesskit"} {
+	for _, name := range []string{"executor", "kiln-runc", "buildkitd", "rootlesskit"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,70 @@
+package compat
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+// lineEditor changes a Dockerfile line by line, keeping every original line
+// where it was relative to the others.
+type lineEditor struct {
+	lines   []string
+	after   map[int][]string // 1-based line -> lines inserted after it
+	changed bool
+}
+
+func (e *lineEditor) insertAfter(line int, text string) {
+	if e.after == nil {
+		e.after = map[int][]string{}
+	}
+	e.after[line] = append(e.after[line], text)
+	e.changed = true
+}
+
+// comment turns lines first..last (1-based) into comments, keeping the
+// line count, so that BuildKit's line numbers still match the user's file.
+func (e *lineEditor) comment(first, last int) {
+	for n := first; n <= last && n <= len(e.lines); n++ {
+		e.lines[n-1] = "# " + e.lines[n-1]
+	}
+	e.changed = true
+}
+
+func (e *lineEditor) String() string {
+	var out strings.Builder
+	for i, line := range e.lines {
+		out.WriteString(line)
+		if add, ok := e.after[i+1]; ok {
+			if !strings.HasSuffix(line, "\n") {
+				out.WriteString("\n")
+			}
+			for _, text := range add {
+				out.WriteString(text + "\n")
+			}
+		}
+	}
+	return out.String()
+}
+
+// WithoutMaintainer comments out every MAINTAINER instruction: Kaniko skips
+// them, so its config keeps the base image's author where BuildKit would
+// write the maintainer. lines are the instructions' first line numbers.
+func WithoutMaintainer(dt []byte) (rewritten []byte, lines []int, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, nil, err
+	}
+	ed := lineEditor{lines: strings.SplitAfter(string(dt), "\n")}
+	for _, node := range result.AST.Children {
+		if strings.EqualFold(node.Value, "maintainer") {
+			ed.comment(node.StartLine, node.EndLine)
+			lines = append(lines, node.StartLine)
+		}
+	}
+	if !ed.changed {
+		return dt, nil, nil
+	}
+	return []byte(ed.String()), lines, nil
+}

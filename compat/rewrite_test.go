@@ -1,0 +1,44 @@
+package compat
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+func TestWithoutMaintainerKeepsLineNumbers(t *testing.T) {
+	df := "FROM busybox\nMAINTAINER someone@example.com\nRUN echo a \\\n  && echo b\nmaintainer two \\\n  lines\nLABEL x=y\n"
+	out, lines, err := WithoutMaintainer([]byte(df))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(lines, []int{2, 5}) {
+		t.Fatalf("lines = %v, want [2 5]", lines)
+	}
+	if strings.Count(string(out), "\n") != strings.Count(df, "\n") {
+		t.Fatalf("line count changed:\n%s", out)
+	}
+	res, err := parser.Parse(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages, _, err := instructions.Parse(res.AST, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range stages[0].Commands {
+		got = append(got, c.Name()+"@"+strings.TrimSpace(strings.Split(string(out), "\n")[c.Location()[0].Start.Line-1]))
+	}
+	want := []string{"RUN@RUN echo a \\", "LABEL@LABEL x=y"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("instructions after rewrite = %q, want %q", got, want)
+	}
+	if same, none, _ := WithoutMaintainer([]byte("FROM busybox\n")); string(same) != "FROM busybox\n" || none != nil {
+		t.Fatalf("a Dockerfile without MAINTAINER changed: %q %v", same, none)
+	}
+}
