@@ -162,6 +162,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
+	shapes := layerCache.OpenShapes(ctx, cacheDirState, b.Version, logrus.StandardLogger())
 	daemon, err := pending.Wait()
 	if err != nil {
 		return err
@@ -204,6 +205,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if opts.SourceDateEpoch != nil {
 		req.SourceDateEpoch = strconv.FormatInt(*opts.SourceDateEpoch, 10)
 	}
+	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
 		return err
@@ -215,17 +217,21 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
-	img, err = shapeLikeKaniko(img, opts, content, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"))
+	img, err = shapeLikeKaniko(ctx, img, opts, content, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes)
 	if err != nil {
 		return err
 	}
-	return plan.Publish(ctx, img)
+	if err := plan.Publish(ctx, img); err != nil {
+		return err
+	}
+	shapes.Save(ctx, pushedRepositories(registry, opts))
+	return nil
 }
 
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
-// written (layers, history, --reproducible); the layer files it spools into
-// dir must outlive publishing.
-func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, volumeDirs bool, contextDir, dir string) (v1.Image, error) {
+// written (layers, history, --reproducible), reusing what shapes holds; the
+// layer files it spools into dir must outlive publishing.
+func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile []byte, volumeDirs bool, contextDir, dir string, shapes *ShapeCache) (v1.Image, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -235,7 +241,7 @@ func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, vol
 	if opts.IgnoreVarRun {
 		ignore = append(ignore, "/var/run")
 	}
-	return shape.Kaniko(img, shape.Options{
+	shapeOpts := shape.Options{
 		WorkDir:          dir,
 		Reproducible:     opts.Reproducible,
 		SourceDateEpoch:  opts.SourceDateEpoch,
@@ -247,7 +253,12 @@ func shapeLikeKaniko(img v1.Image, opts *flagmap.Options, dockerfile []byte, vol
 		VolumeDirs:       volumeDirs,
 		ContextSource:    contextSource(contextDir, os.Getuid(), os.Getgid()),
 		CompressionLevel: opts.CompressionLevel,
-	})
+	}
+	img, err := shapes.Input(ctx, img, &shapeOpts)
+	if err != nil {
+		return nil, err
+	}
+	return shape.Kaniko(img, shapeOpts)
 }
 
 // stageDockerfile copies the Dockerfile (downloading a URL) into a private

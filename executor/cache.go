@@ -37,7 +37,8 @@ import (
 // the first destination's repository, --target and --custom-platform. Builds
 // of the same image share their cache; different images sharing one cache
 // repository do not overwrite each other's. A --cache-repo that already
-// carries a tag uses that tag as given.
+// carries a tag uses that tag as given. Next to it, "<tag>-shaped" keeps the
+// Kaniko form of the cached layers (ShapeCache).
 type LayerCache struct {
 	Imports []client.CacheOptionsEntry
 	Exports []client.CacheOptionsEntry
@@ -46,6 +47,13 @@ type LayerCache struct {
 	Push string
 	// Ref names the cache for logs: "<repository>:<tag>" or "oci:<dir>:<tag>".
 	Ref string
+
+	// tag is the cache tag; shapes keep the shaped layers next to it.
+	tag    string
+	shapes []shapeStore
+	// blobs are the blobs of the imported cache, which blobStore serves.
+	blobs     map[v1.Hash]bool
+	blobStore shapeStore
 }
 
 // cacheTagPrefix starts every tag kiln writes into a cache repository.
@@ -91,20 +99,27 @@ func PlanLayerCache(ctx context.Context, cfg LayerCacheConfig) (*LayerCache, err
 		return planLocalCache(cfg, dir, tag)
 	}
 	repo, explicitTag, err := cacheRepository(cfg.Registry, opts, cfg.Logger)
-	if err != nil || repo == nil {
-		return &LayerCache{}, err
+	if err != nil {
+		return nil, err
+	}
+	if repo == nil {
+		return &LayerCache{tag: tag}, nil
 	}
 	if explicitTag != "" {
 		tag = explicitTag
 	}
 	ref := buildkitRepository(*repo) + ":" + tag
-	cache := &LayerCache{Push: repo.RegistryStr(), Ref: ref}
+	cache := &LayerCache{Push: repo.RegistryStr(), Ref: ref, tag: tag, shapes: []shapeStore{&registryShapes{
+		ref:      repo.Tag(tag + shapedTagSuffix),
+		options:  cfg.Registry.RemoteOptions(ctx, repo.RegistryStr(), cfg.Keychain),
+		readOnly: opts.NoPushCache,
+	}}}
 	attrs := map[string]string{"ref": ref}
 	if daemonPlainHTTP(cfg.Registry, repo.RegistryStr()) {
 		attrs["registry.insecure"] = "true"
 	}
 
-	fresh, err := registryCacheFresh(ctx, cfg, repo.Tag(tag))
+	fresh, blobs, err := registryCacheFresh(ctx, cfg, repo.Tag(tag))
 	switch {
 	case errors.Is(err, errNoCache):
 		cfg.Logger.Infof("No cache found at %s; the build will populate it", ref)
@@ -118,6 +133,7 @@ func PlanLayerCache(ctx context.Context, cfg LayerCacheConfig) (*LayerCache, err
 	default:
 		cfg.Logger.Infof("Using cache %s", ref)
 		cache.Imports = append(cache.Imports, client.CacheOptionsEntry{Type: "registry", Attrs: attrs})
+		cache.blobs, cache.blobStore = blobs, cache.shapes[0]
 	}
 	if !opts.NoPushCache {
 		export := cacheExportAttrs(opts)
@@ -131,6 +147,19 @@ func PlanLayerCache(ctx context.Context, cfg LayerCacheConfig) (*LayerCache, err
 	return cache, nil
 }
 
+// OpenShapes starts reading the shaped layers kept next to the cache and,
+// when the build holds one, in the --cache-dir state (see ShapeCache); nil
+// without --cache.
+func (c *LayerCache) OpenShapes(ctx context.Context, state *CacheDirState, version string, log logrus.FieldLogger) *ShapeCache {
+	stores := c.shapes
+	if root := state.RootDir(); root != "" && c.tag != "" {
+		// Under the state's lock, and first: its blobs are on local disk.
+		stores = append([]shapeStore{&layoutShapes{dir: root + shapedTagSuffix, tag: c.tag}}, stores...)
+	}
+	return openShapeCache(ctx, shapeCacheConfig{stores: stores, version: shapeMemoVersion(version), log: log,
+		cacheBlobs: c.blobs, blobStore: c.blobStore})
+}
+
 // planLocalCache is --cache-repo=oci:<dir>: an OCI layout on disk that is
 // read and written by the client, never pushed.
 func planLocalCache(cfg LayerCacheConfig, dir, tag string) (*LayerCache, error) {
@@ -141,8 +170,9 @@ func planLocalCache(cfg LayerCacheConfig, dir, tag string) (*LayerCache, error) 
 	if err != nil {
 		return nil, fmt.Errorf("--cache-repo=oci:%s: %w", dir, err)
 	}
-	cache := &LayerCache{Ref: "oci:" + abs + ":" + tag}
-	fresh, err := localCacheFresh(cfg, abs, tag)
+	cache := &LayerCache{Ref: "oci:" + abs + ":" + tag, tag: tag,
+		shapes: []shapeStore{&layoutShapes{dir: abs, tag: tag + shapedTagSuffix, readOnly: cfg.Options.NoPushCache}}}
+	fresh, blobs, err := localCacheFresh(cfg, abs, tag)
 	switch {
 	case errors.Is(err, errNoCache):
 		cfg.Logger.Infof("No cache found at %s; the build will populate it", cache.Ref)
@@ -154,6 +184,7 @@ func planLocalCache(cfg LayerCacheConfig, dir, tag string) (*LayerCache, error) 
 	default:
 		cfg.Logger.Infof("Using cache %s", cache.Ref)
 		cache.Imports = append(cache.Imports, localImport(abs, tag))
+		cache.blobs, cache.blobStore = blobs, cache.shapes[0]
 	}
 	if !cfg.Options.NoPushCache {
 		export := cacheExportAttrs(cfg.Options)
@@ -242,22 +273,24 @@ func cacheTag(registry *compat.RegistrySettings, opts *flagmap.Options) string {
 // errNoCache means the cache does not exist yet.
 var errNoCache = errors.New("no cache")
 
-func registryCacheFresh(ctx context.Context, cfg LayerCacheConfig, ref name.Tag) (bool, error) {
+// registryCacheFresh says whether the cache at ref is within --cache-ttl
+// and lists the blobs it holds.
+func registryCacheFresh(ctx context.Context, cfg LayerCacheConfig, ref name.Tag) (bool, map[v1.Hash]bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	desc, err := remote.Get(ref, cfg.Registry.RemoteOptions(ctx, ref.RegistryStr(), cfg.Keychain)...)
 	var terr *transport.Error
 	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-		return false, errNoCache
+		return false, nil, errNoCache
 	}
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	config, err := cacheConfigOf(desc)
+	img, err := cacheImageOf(desc)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	return cacheFresh(config, cfg.Options.CacheTTL, cfg.Now()), nil
+	return cacheImageFresh(cfg, img)
 }
 
 // errIndexCache is a cache in BuildKit's older index form, whose config
@@ -267,14 +300,35 @@ var errIndexCache = errors.New("cache in the index form (image-manifest=false); 
 // cacheConfigOf reads BuildKit's cache config from a cache manifest
 // (image-manifest=true, which kiln writes).
 func cacheConfigOf(desc *remote.Descriptor) (*cacheimporttypes.CacheConfig, error) {
-	if desc.MediaType.IsIndex() {
-		return nil, errIndexCache
-	}
-	img, err := desc.Image()
+	img, err := cacheImageOf(desc)
 	if err != nil {
 		return nil, err
 	}
 	return cacheConfigInImage(img)
+}
+
+func cacheImageOf(desc *remote.Descriptor) (v1.Image, error) {
+	if desc.MediaType.IsIndex() {
+		return nil, errIndexCache
+	}
+	return desc.Image()
+}
+
+// cacheImageFresh checks a cache manifest's age and lists its blobs.
+func cacheImageFresh(cfg LayerCacheConfig, img v1.Image) (bool, map[v1.Hash]bool, error) {
+	config, err := cacheConfigInImage(img)
+	if err != nil {
+		return false, nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return false, nil, err
+	}
+	blobs := map[v1.Hash]bool{}
+	for _, l := range m.Layers {
+		blobs[l.Digest] = true
+	}
+	return cacheFresh(config, cfg.Options.CacheTTL, cfg.Now()), blobs, nil
 }
 
 func cacheConfigInImage(img v1.Image) (*cacheimporttypes.CacheConfig, error) {
@@ -295,40 +349,36 @@ func parseCacheConfig(raw []byte) (*cacheimporttypes.CacheConfig, error) {
 
 // localCacheFresh finds tag in an OCI layout written by BuildKit's local
 // cache exporter.
-func localCacheFresh(cfg LayerCacheConfig, dir, tag string) (bool, error) {
+func localCacheFresh(cfg LayerCacheConfig, dir, tag string) (bool, map[v1.Hash]bool, error) {
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, os.ErrNotExist) {
-		return false, errNoCache
+		return false, nil, errNoCache
 	}
 	path, err := layout.FromPath(dir)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	idx, err := path.ImageIndex()
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	manifest, err := idx.IndexManifest()
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	for _, m := range manifest.Manifests {
-		if m.Annotations["org.opencontainers.image.ref.name"] != tag {
+		if m.Annotations[refNameAnnotation] != tag {
 			continue
 		}
 		if m.MediaType.IsIndex() {
-			return false, errIndexCache
+			return false, nil, errIndexCache
 		}
 		img, err := idx.Image(m.Digest)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
-		config, err := cacheConfigInImage(img)
-		if err != nil {
-			return false, err
-		}
-		return cacheFresh(config, cfg.Options.CacheTTL, cfg.Now()), nil
+		return cacheImageFresh(cfg, img)
 	}
-	return false, errNoCache
+	return false, nil, errNoCache
 }
 
 // cacheFresh says whether no entry of config is older than ttl. Entries

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/flagmap"
@@ -68,15 +70,27 @@ func (f *cacheFixture) args(extra ...string) []string {
 // kaniko dir, so a new daemon with new state, as a new process would.
 func runExecutor(t *testing.T, args []string) (string, error) {
 	t.Helper()
+	return runExecutorIn(t, args, t.TempDir())
+}
+
+// runExecutorIn is runExecutor with a given kaniko dir.
+func runExecutorIn(t *testing.T, args []string, kanikoDir string) (string, error) {
+	t.Helper()
 	var logs syncBuffer
 	restore := captureLogs(&logs)
 	defer restore()
-	err := executeInto(t, &logs, args)
+	err := executeIn(t, &logs, args, kanikoDir)
 	return logs.String(), err
 }
 
 func executeInto(t *testing.T, logs *syncBuffer, args []string) error {
-	inv, err := flagmap.Parse(append(args, "--kaniko-dir="+t.TempDir()), nil)
+	return executeIn(t, logs, args, t.TempDir())
+}
+
+// executeIn runs the executor with kanikoDir as its kaniko dir; the daemon
+// state inside it is still new and gone after the build.
+func executeIn(t *testing.T, logs *syncBuffer, args []string, kanikoDir string) error {
+	inv, err := flagmap.Parse(append(args, "--kaniko-dir="+kanikoDir), nil)
 	if err != nil {
 		t.Fatalf("parsing %v: %v", args, err)
 	}
@@ -98,7 +112,12 @@ func captureLogs(w *syncBuffer) (restore func()) {
 
 func mustBuild(t *testing.T, args []string) string {
 	t.Helper()
-	logs, err := runExecutor(t, args)
+	return mustBuildIn(t, args, t.TempDir())
+}
+
+func mustBuildIn(t *testing.T, args []string, kanikoDir string) string {
+	t.Helper()
+	logs, err := runExecutorIn(t, args, kanikoDir)
 	if err != nil {
 		t.Fatalf("build %v failed: %v\n%s", args, err, logs)
 	}
@@ -147,11 +166,7 @@ func (f *cacheFixture) layerDigests(t *testing.T, path string) []string {
 // oldestCacheEntry reads the cache manifest kiln exported to repo.
 func (f *cacheFixture) oldestCacheEntry(t *testing.T, repo string) time.Time {
 	t.Helper()
-	tags := f.reg.Tags(repo)
-	if len(tags) != 1 || !strings.HasPrefix(tags[0], cacheTagPrefix) {
-		t.Fatalf("cache repository %s has tags %v, want one %s… tag", repo, tags, cacheTagPrefix)
-	}
-	ref, err := name.ParseReference(f.reg.Ref(repo + ":" + tags[0]))
+	ref, err := name.ParseReference(f.reg.Ref(repo + ":" + f.cacheTag(t, repo)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +183,17 @@ func (f *cacheFixture) oldestCacheEntry(t *testing.T, repo string) time.Time {
 		t.Fatalf("cache manifest %s records no creation times", ref)
 	}
 	return oldest
+}
+
+// cacheTag is the one BuildKit cache tag in repo, next to which kiln keeps
+// the shaped layers (<tag>-shaped).
+func (f *cacheFixture) cacheTag(t *testing.T, repo string) string {
+	t.Helper()
+	tags := f.reg.Tags(repo)
+	if len(tags) != 2 || !strings.HasPrefix(tags[0], cacheTagPrefix) || tags[1] != tags[0]+shapedTagSuffix {
+		t.Fatalf("cache repository %s has tags %v, want %s… and the same with %s", repo, tags, cacheTagPrefix, shapedTagSuffix)
+	}
+	return tags[0]
 }
 
 func TestCacheRepoReusesLayersInFreshBuild(t *testing.T) {
@@ -213,6 +239,192 @@ func TestCacheRepoReusesLayersInFreshBuild(t *testing.T) {
 			t.Errorf("no log line says why the cache was not used:\n%s", expired)
 		}
 	})
+}
+
+// shapedReuse lists the instructions whose shaped layer a build reused.
+func shapedReuse(logs string) []string {
+	var reused []string
+	for line := range strings.SplitSeq(logs, "\n") {
+		if _, rest, ok := strings.Cut(line, "Reusing the shaped layer "); ok {
+			if _, what, ok := strings.Cut(rest, " of "); ok {
+				what, _, _ = strings.Cut(what, " from ")
+				reused = append(reused, strings.Trim(strings.ReplaceAll(what, `\"`, `"`), `"`))
+			}
+		}
+	}
+	return reused
+}
+
+// requestsFor lists the requests for blob digest, as "METHOD path".
+func requestsFor(reg *testenv.Registry, digest string, methods ...string) []string {
+	var found []string
+	for _, r := range reg.Requests() {
+		if strings.HasSuffix(r.Path, "/blobs/"+digest) && slices.Contains(methods, r.Method) {
+			found = append(found, r.Method+" "+r.Path)
+		}
+	}
+	return found
+}
+
+// blobUploads lists the requests that sent or committed blob data (the
+// push permission check only opens and cancels an upload).
+func blobUploads(reg *testenv.Registry) []string {
+	var found []string
+	for _, r := range reg.Writes() {
+		if strings.Contains(r.Path, "/blobs/uploads/") && (r.Method == http.MethodPatch || r.Method == http.MethodPut) {
+			found = append(found, r.Method+" "+r.Path)
+		}
+	}
+	return found
+}
+
+// A fresh environment rebuilding from --cache-repo takes the Kaniko form
+// of the cached layers from the cache repository: it neither re-shapes
+// nor re-uploads nor downloads them, and the image is the one shaping from
+// scratch gives.
+func TestCacheRepoReusesShapedLayers(t *testing.T) {
+	forEachMode(t, func(t *testing.T, env modeEnv) {
+		f := newCacheFixture(t, env)
+		// One kaniko dir, as /kaniko in every CI job: shaping leaves it out
+		// of every layer, so it is part of the shaped layers' keys.
+		kanikoDir := t.TempDir()
+		for _, reproducible := range []bool{true, false} {
+			t.Run(fmt.Sprintf("reproducible=%v", reproducible), func(t *testing.T) {
+				f.assertShapedReuse(t, kanikoDir, reproducible)
+			})
+		}
+	})
+}
+
+// assertDiffIDs checks that the config's diff IDs are the layers' content
+// (pulling checks the compressed digests).
+func assertDiffIDs(t *testing.T, img v1.Image) {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cf.RootFS.DiffIDs) != len(layers) {
+		t.Fatalf("%d layers, %d diff IDs", len(layers), len(cf.RootFS.DiffIDs))
+	}
+	for i, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := v1.SHA256(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != cf.RootFS.DiffIDs[i] {
+			t.Errorf("layer %d: content %s, config says diff ID %s", i, got, cf.RootFS.DiffIDs[i])
+		}
+	}
+}
+
+func (f *cacheFixture) assertShapedReuse(t *testing.T, kanikoDir string, reproducible bool) {
+	app, cache := fmt.Sprintf("app-%v", reproducible), fmt.Sprintf("cache-%v", reproducible)
+	build := f.args("--destination="+f.reg.Ref(app+":1"), "--cache=true", "--cache-repo="+f.reg.Ref(cache))
+	// What shaping decides: the image digest with --reproducible, else
+	// (BuildKit's config has times of its own) the layers and diff IDs.
+	var reusedBase []string
+	if reproducible {
+		build = append(build, "--reproducible")
+		reusedBase = []string{"base layer"} // the re-tarred base layer
+	}
+	shaped := func() string {
+		t.Helper()
+		img := f.reg.Pull(t, app+":1")
+		assertDiffIDs(t, img)
+		if reproducible {
+			d, err := img.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.String()
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(f.layerDigests(t, app+":1"), cf.RootFS.DiffIDs)
+	}
+	mustBuild := func(t *testing.T, args []string) string {
+		t.Helper()
+		return mustBuildIn(t, args, kanikoDir)
+	}
+
+	if reused := shapedReuse(mustBuild(t, build)); len(reused) != 0 {
+		t.Fatalf("the first build reused shaped layers %q", reused)
+	}
+	scratch := shaped()
+	tag := f.cacheTag(t, cache)
+	// The layers shaping made (a base layer it passes through is
+	// BuildKit's own, which BuildKit may fetch from its cache).
+	var layers []string
+	buildkitLayers := f.layerDigests(t, cache+":"+tag)
+	for _, d := range f.layerDigests(t, app+":1") {
+		if !slices.Contains(buildkitLayers, d) {
+			layers = append(layers, d)
+		}
+	}
+	notDownloaded := func(layers []string) {
+		t.Helper()
+		for _, d := range layers {
+			if got := requestsFor(f.reg, d, "GET"); len(got) > 0 {
+				t.Errorf("the reused shaped layer %s was downloaded: %v", d, got)
+			}
+		}
+	}
+
+	f.reg.ResetRequests()
+	second := mustBuild(t, build)
+	assertSteps(t, second, []string{firstRun, copyStep, secondRun}, nil)
+	if reused, want := shapedReuse(second), append(reusedBase, firstRun, copyStep, secondRun); !slices.Equal(reused, want) {
+		t.Errorf("reused the shaped layers of %q, want %q", reused, want)
+	}
+	if uploads := blobUploads(f.reg); len(uploads) > 0 {
+		t.Errorf("a fully cached build uploaded blobs: %v", uploads)
+	}
+	notDownloaded(layers)
+	if got := shaped(); got != scratch {
+		t.Errorf("image with reused layers %s, shaped from scratch %s", got, scratch)
+	}
+
+	// A changed COPY: the RUN below it is reused, the rest shaped anew.
+	if err := os.WriteFile(filepath.Join(f.context, "a.txt"), []byte(fmt.Sprintf("v2 %v\n", reproducible)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.ResetRequests()
+	changed := mustBuild(t, build)
+	if reused, want := shapedReuse(changed), append(reusedBase, firstRun); !slices.Equal(reused, want) {
+		t.Errorf("after the change reused %q, want %q", reused, want)
+	}
+	notDownloaded(layers[:len(layers)-2])
+	withReuse := shaped()
+
+	// The same BuildKit layers shaped from scratch: without the shaped
+	// layers in the cache repository, the same image.
+	ref, err := name.ParseReference(f.reg.Ref(cache + ":" + tag + shapedTagSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Delete(ref, f.reg.RemoteOptions()...); err != nil {
+		t.Fatal(err)
+	}
+	again := mustBuild(t, build)
+	assertSteps(t, again, []string{firstRun, copyStep, secondRun}, nil)
+	if reused := shapedReuse(again); len(reused) != 0 {
+		t.Errorf("reused %q although the shaped layers were deleted", reused)
+	}
+	if got := shaped(); got != withReuse {
+		t.Errorf("image shaped from scratch %s, with the RUN's layer reused %s", got, withReuse)
+	}
 }
 
 func TestLocalCacheAndNoPushCache(t *testing.T) {

@@ -171,7 +171,7 @@ var Table = []Flag{
 		Field: func(o *Options) any { return &o.Cache }},
 	{Name: "cache-repo", Kind: String,
 		Usage:       "repository for cache layers (default: <first destination>/cache; oci:<dir> for a local cache)",
-		Disposition: Native, BuildKit: "registry cache `ref=<repo>:kiln-<hash of destination repository, --target, --custom-platform>` (one tag per image, not one per step; a tag given in the repo is used as is); oci:<dir> becomes a `type=local` cache",
+		Disposition: Native, BuildKit: "registry cache `ref=<repo>:kiln-<hash of destination repository, --target, --custom-platform>` (one tag per image, not one per step; a tag given in the repo is used as is), and next to it `<tag>-shaped`: the Kaniko form of the cached layers, so a rebuild neither re-shapes nor re-uploads them; oci:<dir> becomes a `type=local` cache",
 		Field: func(o *Options) any { return &o.CacheRepo }},
 	{Name: "cache-dir", Kind: String, Default: "/cache",
 		Usage:       "directory of base-image tarballs written by Kaniko's cache warmer (read with --cache)",

@@ -45,6 +45,9 @@ type layerWriter struct {
 	fixes         fixes
 	// volumes are the stage's VOLUME paths declared so far (cleaned).
 	volumes []string
+	// indexSource, when set, records the headers of each layer read (see
+	// shaper.indexSource).
+	indexSource func(src v1.Layer) (record func(*tar.Header), done func(complete bool))
 }
 
 type entry struct {
@@ -109,7 +112,13 @@ func (w *layerWriter) read(srcs []v1.Layer) (*layerContent, error) {
 	return c, nil
 }
 
-func (w *layerWriter) readInto(c *layerContent, src v1.Layer) error {
+func (w *layerWriter) readInto(c *layerContent, src v1.Layer) (err error) {
+	var record func(*tar.Header)
+	if w.indexSource != nil {
+		var done func(bool)
+		record, done = w.indexSource(src)
+		defer func() { done(err == nil) }()
+	}
 	rc, err := src.Uncompressed()
 	if err != nil {
 		return err
@@ -123,6 +132,9 @@ func (w *layerWriter) readInto(c *layerContent, src v1.Layer) error {
 		}
 		if err != nil {
 			return fmt.Errorf("reading layer: %w", err)
+		}
+		if record != nil {
+			record(hdr)
 		}
 		p := cleanPath(hdr.Name)
 		dir, base := path.Split(p)

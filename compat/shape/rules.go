@@ -393,9 +393,13 @@ func evalSymlinks(p string, lookup func(string) *tar.Header) (string, bool) {
 }
 
 // fileFromLayers copies the content of regular file p as the topmost of
-// layers holds it.
-func fileFromLayers(layers []v1.Layer, p string, w io.Writer) error {
+// layers holds it; lacks, when set, names layers known not to hold p,
+// which are not read.
+func fileFromLayers(layers []v1.Layer, p string, w io.Writer, lacks func(i int, p string) bool) error {
 	for i := len(layers) - 1; i >= 0; i-- {
+		if lacks != nil && lacks(i, p) {
+			continue
+		}
 		found, err := copyFileFromLayer(layers[i], p, w)
 		if err != nil || found {
 			return err

@@ -57,6 +57,10 @@ type Options struct {
 	// CompressionLevel is --compression-level for rewritten layers without
 	// --reproducible; <= 0 means gzip BestSpeed, Kaniko's default.
 	CompressionLevel int
+	// Memo, when set, supplies layers shaped by earlier builds and learns
+	// this build's; MemoVersion (kiln's version) is part of every key.
+	Memo        Memo
+	MemoVersion string
 }
 
 // Kaniko reshapes img (BuildKit's export) into Kaniko's form.
@@ -80,6 +84,10 @@ func Kaniko(img v1.Image, opts Options) (v1.Image, error) {
 	}
 	s := &shaper{opts: opts, layers: layers, chain: c, plan: planHistory(cf.History, c.layerTexts), env: cf.Config.Env, volumeStage: -1}
 	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths), contextSource: opts.ContextSource, fixes: fixes{}}
+	s.memo = newMemoState(opts, s.writer.stamp, s.writer.ignore)
+	if opts.Memo != nil {
+		s.writer.indexSource = s.indexSource
+	}
 	addendums, err := s.addendums(cf.History)
 	if err != nil {
 		return nil, err
@@ -97,6 +105,7 @@ type shaper struct {
 	chain  *chain
 	plan   historyPlan
 	writer *layerWriter
+	memo   *memoState // nil without Options.Memo
 
 	lower      tree // filesystem below layers[lowerUpTo]
 	lowerUpTo  int
@@ -109,6 +118,11 @@ type shaper struct {
 	volumeStage    int
 	volumes        []string
 	pendingVolumes []int
+
+	// indexed holds the paths of the layers the lower tree took from a
+	// header index, by layer: file data is read only from a layer that
+	// has the file.
+	indexed map[int]map[string]bool
 }
 
 // trackVolumes forgets the VOLUMEs of an earlier stage: Kaniko's list
@@ -159,7 +173,7 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			cmd = nil // a merged stage: per-instruction rules do not apply
 		}
 		s.writer.volumes = slices.Clone(s.volumes)
-		l, err := s.instructionLayer(append(s.pendingVolumes, group...), cmd)
+		l, err := s.instructionLayer(append(s.pendingVolumes, group...), cmd, groupText)
 		s.pendingVolumes = nil
 		if err != nil {
 			return fmt.Errorf("%s: %w", groupText, err)
@@ -246,24 +260,89 @@ func (s *shaper) baseLayer(l v1.Layer) (v1.Layer, error) {
 	if stamp == nil {
 		return l, nil
 	}
-	file, err := retime(l, *stamp, s.opts.WorkDir)
+	if s.memo == nil {
+		return s.retimeBase(l, *stamp)
+	}
+	key, err := s.memo.baseKey(l)
+	if err != nil {
+		return nil, err
+	}
+	if e, shaped, ok := s.memo.memo.Recall(key); ok && e.Layer != nil && shaped != nil {
+		s.memo.memo.Remember(e, shaped)
+		return shaped, nil
+	}
+	shaped, err := s.retimeBase(l, *stamp)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := MemoLayerOf(shaped)
+	if err != nil {
+		return nil, err
+	}
+	e := &MemoEntry{Key: key, CreatedBy: "base layer", Layer: &desc}
+	s.memo.memo.Remember(e, shaped)
+	return shaped, nil
+}
+
+func (s *shaper) retimeBase(l v1.Layer, stamp time.Time) (v1.Layer, error) {
+	file, err := retime(l, stamp, s.opts.WorkDir)
 	if err != nil {
 		return nil, fmt.Errorf("re-tarring a base layer: %w", err)
 	}
 	return gzipLayer(file, types.DockerLayer, 0)
 }
 
-// instructionLayer re-tars the layers idxs (one, or a stage's under
+// instructionLayer is shapeInstruction, through the memo when there is
+// one: a recalled layer is reused when the build context still answers as
+// it did, and restores the fixes its shaping left for the layers above.
+func (s *shaper) instructionLayer(idxs []int, cmd instructions.Command, createdBy string) (v1.Layer, error) {
+	if s.memo == nil {
+		return s.shapeInstruction(idxs, cmd)
+	}
+	key, err := s.memo.instructionKey(s.layers, idxs, cmd, s.writer.volumes)
+	if err != nil {
+		// Later layers depend on this one's fixes, which no key would cover.
+		s.memo = nil
+		return s.shapeInstruction(idxs, cmd)
+	}
+	memo := s.memo.memo
+	if e, l, ok := memo.Recall(key); ok && (e.Layer == nil) == (l == nil) && contextUnchanged(s.opts.ContextSource, e.Context) {
+		s.writer.fixes = fixesFromMemo(e.Fixes)
+		memo.Remember(e, l)
+		return l, s.memo.advance(e)
+	}
+	rec := &contextRecorder{source: s.opts.ContextSource, seen: map[string]bool{}}
+	if s.opts.ContextSource != nil {
+		s.writer.contextSource = rec.lookup
+		defer func() { s.writer.contextSource = s.opts.ContextSource }()
+	}
+	l, err := s.shapeInstruction(idxs, cmd)
+	if err != nil {
+		return nil, err
+	}
+	e := &MemoEntry{Key: key, CreatedBy: createdBy, Context: rec.answers, Fixes: s.writer.fixes.memo()}
+	if l != nil {
+		desc, err := MemoLayerOf(l)
+		if err != nil {
+			return nil, err
+		}
+		e.Layer = &desc
+	}
+	memo.Remember(e, l)
+	return l, s.memo.advance(e)
+}
+
+// shapeInstruction re-tars the layers idxs (one, or a stage's under
 // --single-snapshot) as one layer in Kaniko's form; nil when empty. cmd is
 // the (last) instruction, nil when unknown.
-func (s *shaper) instructionLayer(idxs []int, cmd instructions.Command) (v1.Layer, error) {
+func (s *shaper) shapeInstruction(idxs []int, cmd instructions.Command) (v1.Layer, error) {
 	first := idxs[0]
 	srcs := make([]v1.Layer, len(idxs))
 	for i, idx := range idxs {
 		srcs[i] = s.layers[idx]
 	}
 	s.writer.lower = func() (tree, error) { return s.lowerAt(first) }
-	s.writer.lowerFile = func(p string, w io.Writer) error { return fileFromLayers(s.layers[:first], p, w) }
+	s.writer.lowerFile = func(p string, w io.Writer) error { return fileFromLayers(s.layers[:first], p, w, s.indexLacks) }
 	file, ok, err := s.writer.write(srcs, cmd)
 	if err != nil || !ok {
 		return nil, err
@@ -296,7 +375,7 @@ func (s *shaper) lowerAt(idx int) (tree, error) {
 		s.lower, s.lowerUpTo = tree{}, 0
 	}
 	for ; s.lowerUpTo < idx; s.lowerUpTo++ {
-		if err := applyLayer(s.lower, s.layers[s.lowerUpTo]); err != nil {
+		if err := s.applyLower(s.lowerUpTo); err != nil {
 			return nil, fmt.Errorf("reading lower layers: %w", err)
 		}
 	}

@@ -26,8 +26,9 @@ func cleanPath(name string) string {
 // whole-directory replacement deletes, from this state.
 type tree map[string]*tar.Header
 
-// apply adds one layer's entries, honouring its whiteouts.
-func (t tree) apply(r io.Reader) error {
+// apply adds one layer's entries, honouring its whiteouts; each header
+// also goes to record when it is set.
+func (t tree) apply(r io.Reader, record func(*tar.Header)) error {
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -37,24 +38,32 @@ func (t tree) apply(r io.Reader) error {
 		if err != nil {
 			return err
 		}
-		p := cleanPath(hdr.Name)
-		dir, base := path.Split(p)
-		dir = strings.TrimSuffix(dir, "/")
-		switch {
-		case base == opaqueWhiteout:
-			t.removeBelow(dir)
-		case strings.HasPrefix(base, whiteoutPrefix):
-			gone := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
-			delete(t, gone)
-			t.removeBelow(gone)
-		default:
-			if old, ok := t[p]; ok && old.Typeflag == tar.TypeDir && hdr.Typeflag != tar.TypeDir {
-				t.removeBelow(p)
-			}
-			h := *hdr
-			h.PAXRecords = nil
-			t[p] = &h
+		if record != nil {
+			record(hdr)
 		}
+		t.add(hdr)
+	}
+}
+
+// add applies one header.
+func (t tree) add(hdr *tar.Header) {
+	p := cleanPath(hdr.Name)
+	dir, base := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	switch {
+	case base == opaqueWhiteout:
+		t.removeBelow(dir)
+	case strings.HasPrefix(base, whiteoutPrefix):
+		gone := path.Join(dir, strings.TrimPrefix(base, whiteoutPrefix))
+		delete(t, gone)
+		t.removeBelow(gone)
+	default:
+		if old, ok := t[p]; ok && old.Typeflag == tar.TypeDir && hdr.Typeflag != tar.TypeDir {
+			t.removeBelow(p)
+		}
+		h := *hdr
+		h.PAXRecords = nil
+		t[p] = &h
 	}
 }
 
@@ -93,10 +102,14 @@ func lowerTree(layers []v1.Layer) (tree, error) {
 }
 
 func applyLayer(t tree, l v1.Layer) error {
+	return applyRecording(t, l, nil)
+}
+
+func applyRecording(t tree, l v1.Layer, record func(*tar.Header)) error {
 	rc, err := l.Uncompressed()
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	return t.apply(rc)
+	return t.apply(rc, record)
 }
