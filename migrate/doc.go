@@ -9,11 +9,11 @@
 //	   error, environment finding of severity "error")
 //	1  the invocation is invalid, exactly as a build would reject it
 //
-// # JSON report (--migration-report=json), schemaVersion 1
+// # JSON report (--migration-report=json), schemaVersion 2
 //
 // Fields are only added within a schema version, never renamed or removed.
 //
-//	schemaVersion  1
+//	schemaVersion  2 (2 replaced dockerfile.unusedStages with builtStages)
 //	verdict        "ready" | "needs-changes" | "invalid"
 //	exitCode       0 | 3 | 1, matching verdict
 //	source         scan only: {file, kind ("gitlab-ci"|"kubernetes"|"tekton"), job, container, image}

@@ -11,7 +11,7 @@ import (
 
 // SchemaVersion is the version of the JSON report; fields are only ever
 // added within a version.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Verdicts and their exit codes.
 const (
