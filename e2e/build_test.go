@@ -203,7 +203,8 @@ func assertMultistageImage(t *testing.T, img v1.Image) {
 		"app/message.txt":   {content: "hola from the build stage\n", uid: 0, gid: 0, mode: 0o644},
 		"app/out/data.txt":  {content: "made by RUN\n", uid: 0, gid: 0, mode: 0o640},
 		"app/settings.conf": {content: "mode = e2e\n", uid: 1234, gid: 2345, mode: 0o604},
-		"app/state/uid.txt": {content: "1234\n", uid: 1234, gid: 2345, mode: 0o644},
+		// Kaniko's RUN ignores USER's group; uid 1234 has no passwd entry, so gid = uid.
+		"app/state/uid.txt": {content: "1234\n", uid: 1234, gid: 1234, mode: 0o644},
 	}
 	for path, w := range want {
 		got, ok := files[path]
