@@ -106,7 +106,13 @@ func TestDaemonNotifiesAndStopsIdle(t *testing.T) {
 	forEachMode(t, func(t *testing.T, env modeEnv) {
 		var logs syncBuffer
 		d := startDebugDaemon(t, env.daemonConfig(), &logs)
-		if !strings.Contains(logs.String(), "SdNotifyReady notified=true") {
+		// buildkitd logs the notification after sending it; its log reaches
+		// us through a pipe, possibly after StartDaemon has returned.
+		notified := func() bool { return strings.Contains(logs.String(), "SdNotifyReady notified=true") }
+		for deadline := time.Now().Add(3 * time.Second); !notified() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !notified() {
 			t.Errorf("buildkitd did not report readiness on the notify socket:\n%s", logs.String())
 		}
 		d.noGracefulStop()
