@@ -535,7 +535,7 @@ func WithVolumeDirs(dt []byte) (rewritten []byte, changed bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	inserts := map[int][]string{} // after line -> instructions
+	ed := lineEditor{lines: strings.SplitAfter(string(dt), "\n")}
 	for _, node := range result.AST.Children {
 		if !strings.EqualFold(node.Value, "volume") {
 			continue
@@ -545,26 +545,13 @@ func WithVolumeDirs(dt []byte) (rewritten []byte, changed bool, err error) {
 			return nil, false, err
 		}
 		for _, v := range VolumePaths(parsed.(*instructions.VolumeCommand)) {
-			inserts[node.EndLine] = append(inserts[node.EndLine], VolumeDirCopy(v))
+			ed.insertAfter(node.EndLine, VolumeDirCopy(v))
 		}
 	}
-	if len(inserts) == 0 {
+	if !ed.changed {
 		return dt, false, nil
 	}
-	lines := strings.SplitAfter(string(dt), "\n")
-	var out strings.Builder
-	for i, line := range lines {
-		out.WriteString(line)
-		if add, ok := inserts[i+1]; ok {
-			if !strings.HasSuffix(line, "\n") {
-				out.WriteString("\n")
-			}
-			for _, ins := range add {
-				out.WriteString(ins + "\n")
-			}
-		}
-	}
-	return []byte(out.String()), true, nil
+	return []byte(ed.String()), true, nil
 }
 
 // VolumePaths lists the absolute paths a VOLUME instruction declares, as
