@@ -6,11 +6,11 @@ LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test demo docs golden golden-check conformance bench image clean
+.PHONY: all build deps workspace test demo docs golden golden-check conformance bench image clean
 
 all: build
 
-build: $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/buildkitd $(BIN)/rootlesskit
+build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/buildkitd $(BIN)/rootlesskit
 
 $(BIN)/executor: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
@@ -32,7 +32,13 @@ $(BIN)/rootlesskit: go.mod go.sum
 deps:
 	./hack/install-deps.sh
 
-test: deps build image
+# The git-ignored go.work that builds kiln against the pinned BuildKit with
+# kiln's patches applied to a copy of the module (hack/buildkit/; the embedded
+# engine needs them). Plain `go` commands without it still compile.
+workspace:
+	./hack/buildkit-workspace.sh
+
+test: deps workspace build image
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
 
@@ -45,24 +51,24 @@ docs:
 	$(GO) run ./flagmap/cmd/flagsdoc > docs/flags.md
 
 # Regenerates conformance/golden from the real Kaniko v1.23.2 (needs root; builds Kaniko once, cached).
-golden: deps
+golden: deps workspace
 	$(GO) run ./conformance/cmd/golden
 
 # Checks that the real Kaniko still reproduces the committed goldens (builds Kaniko; not part of make test).
-golden-check: deps
+golden-check: deps workspace
 	KILN_KANIKO_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKanikoEndToEnd$$' ./conformance/golden
 
 # kiln against the committed goldens: root and rootless with --reproducible, root without it; writes conformance/REPORT.md (also run by make test).
-conformance: deps build
+conformance: deps build workspace
 	$(GO) test -count=1 -timeout 30m -v -run '^TestConformance$$' ./conformance/runner
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5
-bench: deps build
+bench: deps build workspace
 	$(GO) run ./bench -out bench $(BENCH_FLAGS)
 
 # kiln builds its own executor images (kiln, kiln:debug) into out/ (docs/images.md).
-image: deps
+image: deps workspace
 	$(MAKE) build BIN=out/image-bin
 	./hack/image.sh out/image-bin
 

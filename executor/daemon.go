@@ -35,9 +35,22 @@ type DaemonConfig struct {
 	// host name in Host.
 	TLSCACert, TLSCert, TLSKey, TLSServerName string
 
-	// Rootless starts the private daemon through rootlesskit even as root:
-	// root without CAP_SYS_ADMIN (Kaniko's usual pod) cannot run it rootful.
+	// Rootless starts the private daemon through rootlesskit even as root.
 	Rootless bool
+	// Embedded runs BuildKit inside this process with a worker that never
+	// mounts and RUN in the container's own root filesystem, as Kaniko
+	// runs it (executor/embedded): root with a container's default
+	// privileges can run nothing else.
+	Embedded bool
+	// KanikoDir and Keep name what RUN must leave alone in the embedded
+	// engine's root filesystem (see embedded.Config).
+	KanikoDir string
+	Keep      []string
+	// HostRoot is the root filesystem the embedded engine runs RUN in;
+	// empty means "/". Tests give a directory (RUN then chroots into it).
+	HostRoot string
+	// mountinfo replaces /proc/self/mountinfo for the embedded engine (tests).
+	mountinfo string
 
 	// StateParent is where the private state dir (daemon root, socket,
 	// config, log) is created: the Kaniko dir or $XDG_RUNTIME_DIR. It must
@@ -95,6 +108,9 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
 	}
 	if cfg.Host != "" {
 		return startRemote(ctx, cfg)
+	}
+	if cfg.Embedded {
+		return startEmbedded(ctx, cfg)
 	}
 	return startLocal(ctx, cfg, cfg.Rootless || os.Geteuid() != 0)
 }

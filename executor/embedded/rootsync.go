@@ -1,0 +1,448 @@
+package embedded
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// syncer makes the tree at dst hold exactly what the tree at src holds
+// (contents, types, modes, owners, times, hardlinks, xattrs), path by path,
+// without mount, chroot or rename of directories (a directory from a lower
+// overlayfs layer cannot be renamed). Paths the skip list names are neither
+// copied nor touched on either side.
+type syncer struct {
+	src, dst string
+	skip     *skipList
+	// unchangedBefore, when set, lets a non-directory of src whose ctime is
+	// older be taken as equal to dst: it is how a RUN's result is read back,
+	// since before the RUN dst and src held the same tree.
+	unchangedBefore time.Time
+
+	links map[fileID]string // src inode of a hardlinked file → its first relative path
+}
+
+type fileID struct{ dev, ino uint64 }
+
+// syncTree makes dst hold what src holds, as syncer describes.
+func syncTree(src, dst string, skip *skipList, unchangedBefore time.Time) error {
+	s := &syncer{src: src, dst: dst, skip: skip, unchangedBefore: unchangedBefore, links: map[fileID]string{}}
+	return s.dir("")
+}
+
+// dir syncs the entries of directory rel (both sides exist as directories).
+func (s *syncer) dir(rel string) error {
+	srcNames, err := readNames(filepath.Join(s.src, rel))
+	if err != nil {
+		return err
+	}
+	dstNames, err := readNames(filepath.Join(s.dst, rel))
+	if err != nil {
+		return err
+	}
+	for _, name := range dstNames {
+		child := join(rel, name)
+		if !slices.Contains(srcNames, name) && !s.skip.has(child) {
+			if err := removeTree(s.dst, child, s.skip); err != nil {
+				return err
+			}
+		}
+	}
+	for _, name := range srcNames {
+		child := join(rel, name)
+		if s.skip.has(child) {
+			continue
+		}
+		if err := s.entry(child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *syncer) entry(rel string) error {
+	srcPath, dstPath := filepath.Join(s.src, rel), filepath.Join(s.dst, rel)
+	var st unix.Stat_t
+	if err := unix.Lstat(srcPath, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil // gone while we walked (a RUN's background process)
+		}
+		return &fs.PathError{Op: "lstat", Path: srcPath, Err: err}
+	}
+	var dt unix.Stat_t
+	dstErr := unix.Lstat(dstPath, &dt)
+	dstExists := dstErr == nil
+	if dstErr != nil && !errors.Is(dstErr, unix.ENOENT) {
+		return &fs.PathError{Op: "lstat", Path: dstPath, Err: dstErr}
+	}
+	mode := st.Mode & unix.S_IFMT
+
+	if mode == unix.S_IFDIR {
+		if dstExists && dt.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := removeTree(s.dst, rel, s.skip); err != nil {
+				return err
+			}
+			dstExists = false
+		}
+		if !dstExists {
+			if s.skip.holdsOnlySkipped(s.src, rel) {
+				// Left by the container's own mounts (e.g. /etc of
+				// /etc/hosts), as a runtime's mount stubs are: not a result.
+				return nil
+			}
+			if err := unix.Mkdir(dstPath, 0o700); err != nil {
+				return &fs.PathError{Op: "mkdir", Path: dstPath, Err: err}
+			}
+		}
+		if err := s.dir(rel); err != nil {
+			return err
+		}
+		return s.metadata(srcPath, dstPath, &st, true)
+	}
+
+	if mode == unix.S_IFSOCK {
+		return nil // a socket is no file content; image layers leave them out too
+	}
+	if st.Nlink > 1 && mode != unix.S_IFDIR {
+		id := fileID{uint64(st.Dev), st.Ino}
+		if first, ok := s.links[id]; ok {
+			return s.link(first, rel, dstExists, &dt)
+		}
+		s.links[id] = rel
+	}
+	if dstExists && !s.unchangedBefore.IsZero() && ctime(&st).Before(s.unchangedBefore) && sameKind(&st, &dt) {
+		return nil
+	}
+	if dstExists && sameKind(&st, &dt) && dt.Nlink == 1 {
+		equal, err := sameContent(srcPath, dstPath, &st, &dt)
+		if err != nil {
+			return err
+		}
+		if equal {
+			return s.metadata(srcPath, dstPath, &st, false)
+		}
+	}
+	return s.replace(rel, &st, dstExists && dt.Mode&unix.S_IFMT == unix.S_IFDIR)
+}
+
+// link makes dst's rel a hardlink of dst's first, as it is in src.
+func (s *syncer) link(first, rel string, dstExists bool, dt *unix.Stat_t) error {
+	target := filepath.Join(s.dst, first)
+	var ft unix.Stat_t
+	if err := unix.Lstat(target, &ft); err != nil {
+		return &fs.PathError{Op: "lstat", Path: target, Err: err}
+	}
+	if dstExists && dt.Ino == ft.Ino && dt.Dev == ft.Dev {
+		return nil
+	}
+	if dstExists && dt.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if err := removeTree(s.dst, rel, s.skip); err != nil {
+			return err
+		}
+	}
+	return placeAt(filepath.Join(s.dst, rel), func(tmp string) error { return os.Link(target, tmp) })
+}
+
+// replace writes src's non-directory rel as a new file at dst and moves it
+// over whatever is there.
+func (s *syncer) replace(rel string, st *unix.Stat_t, dstIsDir bool) error {
+	srcPath, dstPath := filepath.Join(s.src, rel), filepath.Join(s.dst, rel)
+	if dstIsDir {
+		if err := removeTree(s.dst, rel, s.skip); err != nil {
+			return err
+		}
+	}
+	return placeAt(dstPath, func(tmp string) error {
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			if err := copyFile(srcPath, tmp); err != nil {
+				return err
+			}
+		case unix.S_IFLNK:
+			target, err := os.Readlink(srcPath)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, tmp); err != nil {
+				return err
+			}
+		case unix.S_IFCHR, unix.S_IFBLK, unix.S_IFIFO:
+			if err := unix.Mknod(tmp, st.Mode, int(st.Rdev)); err != nil {
+				return fmt.Errorf("creating the device or fifo %s: %w (a device node needs CAP_MKNOD)", "/"+rel, err)
+			}
+		default:
+			return fmt.Errorf("unsupported file type %o at %s", st.Mode&unix.S_IFMT, srcPath)
+		}
+		return s.metadata(srcPath, tmp, st, false)
+	})
+}
+
+// placeAt creates a file with create at a temporary name beside path, then
+// renames it over path: running binaries and open files stay intact.
+func placeAt(path string, create func(tmp string) error) error {
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".kiln-sync-%d-%s", os.Getpid(), filepath.Base(path)))
+	if len(filepath.Base(tmp)) > 255 {
+		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf(".kiln-sync-%d", os.Getpid()))
+	}
+	_ = os.Remove(tmp)
+	if err := create(tmp); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// metadata gives dst src's owner, mode, xattrs and times where they differ.
+// Owner comes first: chown clears setuid and setgid bits.
+func (s *syncer) metadata(srcPath, dstPath string, st *unix.Stat_t, isDir bool) error {
+	if dstPath == s.dst || dstPath == filepath.Clean(s.dst) {
+		return nil // the roots themselves keep their own metadata
+	}
+	var dt unix.Stat_t
+	if err := unix.Lstat(dstPath, &dt); err != nil {
+		return &fs.PathError{Op: "lstat", Path: dstPath, Err: err}
+	}
+	symlink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	if dt.Uid != st.Uid || dt.Gid != st.Gid {
+		if err := unix.Lchown(dstPath, int(st.Uid), int(st.Gid)); err != nil {
+			return &fs.PathError{Op: "lchown", Path: dstPath, Err: err}
+		}
+		dt.Mode = 0 // chown may have cleared setuid/setgid: set the mode again
+	}
+	if !symlink && dt.Mode&0o7777 != st.Mode&0o7777 {
+		if err := unix.Chmod(dstPath, st.Mode&0o7777); err != nil {
+			return &fs.PathError{Op: "chmod", Path: dstPath, Err: err}
+		}
+	}
+	if err := syncXattrs(srcPath, dstPath); err != nil {
+		return err
+	}
+	if dt.Mtim != st.Mtim || dt.Atim != st.Atim || isDir {
+		times := []unix.Timespec{st.Atim, st.Mtim}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, dstPath, times, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &fs.PathError{Op: "utimes", Path: dstPath, Err: err}
+		}
+	}
+	return nil
+}
+
+// copiedXattr reports the extended attributes a layer carries: user data
+// and file capabilities. trusted.* and security labels belong to the host.
+func copiedXattr(name string) bool {
+	return strings.HasPrefix(name, "user.") || name == "security.capability"
+}
+
+func syncXattrs(srcPath, dstPath string) error {
+	want, err := xattrs(srcPath)
+	if err != nil {
+		return err
+	}
+	have, err := xattrs(dstPath)
+	if err != nil {
+		return err
+	}
+	for name := range have {
+		if _, ok := want[name]; !ok {
+			if err := unix.Lremovexattr(dstPath, name); err != nil {
+				return &fs.PathError{Op: "removexattr " + name, Path: dstPath, Err: err}
+			}
+		}
+	}
+	for name, value := range want {
+		if old, ok := have[name]; ok && bytes.Equal(old, value) {
+			continue
+		}
+		if err := unix.Lsetxattr(dstPath, name, value, 0); err != nil {
+			if name == "security.capability" && errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("setting file capabilities on %s: %w (needs CAP_SETFCAP)", dstPath, err)
+			}
+			return &fs.PathError{Op: "setxattr " + name, Path: dstPath, Err: err}
+		}
+	}
+	return nil
+}
+
+// xattrs lists the copied extended attributes of path.
+func xattrs(path string) (map[string][]byte, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Llistxattr(path, buf)
+	for errors.Is(err, unix.ERANGE) {
+		buf = make([]byte, len(buf)*4)
+		n, err = unix.Llistxattr(path, buf)
+	}
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "listxattr", Path: path, Err: err}
+	}
+	out := map[string][]byte{}
+	for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
+		if name == "" || !copiedXattr(name) {
+			continue
+		}
+		value := make([]byte, 256)
+		m, err := unix.Lgetxattr(path, name, value)
+		for errors.Is(err, unix.ERANGE) {
+			value = make([]byte, len(value)*4)
+			m, err = unix.Lgetxattr(path, name, value)
+		}
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "getxattr " + name, Path: path, Err: err}
+		}
+		out[name] = value[:m]
+	}
+	return out, nil
+}
+
+// sameKind reports the same file type, and for links and devices the same
+// target; regular files still need their contents compared.
+func sameKind(a, b *unix.Stat_t) bool {
+	if a.Mode&unix.S_IFMT != b.Mode&unix.S_IFMT {
+		return false
+	}
+	switch a.Mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFLNK:
+		return a.Size == b.Size
+	case unix.S_IFCHR, unix.S_IFBLK:
+		return a.Rdev == b.Rdev
+	}
+	return true
+}
+
+// sameContent compares two files of the same kind and size byte for byte
+// (sizes and times can match while contents differ: reproducible trees
+// carry one timestamp).
+func sameContent(a, b string, st, dt *unix.Stat_t) (bool, error) {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		ta, err := os.Readlink(a)
+		if err != nil {
+			return false, err
+		}
+		tb, err := os.Readlink(b)
+		return ta == tb, err
+	case unix.S_IFREG:
+	default:
+		return true, nil
+	}
+	if st.Size == 0 {
+		return true, nil
+	}
+	fa, err := os.Open(a)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	bufA, bufB := make([]byte, 128<<10), make([]byte, 128<<10)
+	for {
+		na, errA := io.ReadFull(fa, bufA)
+		nb, errB := io.ReadFull(fb, bufB)
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false, nil
+		}
+		if errA == io.EOF || errA == io.ErrUnexpectedEOF {
+			return errB == io.EOF || errB == io.ErrUnexpectedEOF, nil
+		}
+		if errA != nil {
+			return false, errA
+		}
+		if errB != nil {
+			return false, errB
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil { // copy_file_range where it can
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// removeTree removes root's rel and everything below it but the skipped
+// paths (and the directories holding them).
+func removeTree(root, rel string, skip *skipList) error {
+	path := filepath.Join(root, rel)
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return os.Remove(path)
+	}
+	if !skip.hasBelow(rel) {
+		return os.RemoveAll(path)
+	}
+	names, err := readNames(path)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		child := join(rel, name)
+		if skip.has(child) {
+			continue
+		}
+		if err := removeTree(root, child, skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func join(rel, name string) string {
+	if rel == "" {
+		return name
+	}
+	return rel + "/" + name
+}
+
+func ctime(st *unix.Stat_t) time.Time { return time.Unix(st.Ctim.Unix()) }

@@ -1,0 +1,245 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/continuity/fs"
+	"github.com/kilnbuild/kiln/executor/ociruntime"
+	bkexecutor "github.com/moby/buildkit/executor"
+	"github.com/moby/buildkit/executor/oci"
+	resourcestypes "github.com/moby/buildkit/executor/resources/types"
+	gatewayapi "github.com/moby/buildkit/frontend/gateway/pb"
+	"github.com/moby/buildkit/snapshot"
+)
+
+// rootRunner runs each RUN the way Kaniko does: as a plain process in the
+// container's own root filesystem, which is made to hold the step's
+// filesystem first and is read back into the step's snapshot after. RUN
+// therefore sees the container's real /proc, /dev, /sys, /etc/hosts and
+// /etc/resolv.conf. One RUN at a time owns the root; pulls, COPY and
+// exports go on in parallel in snapshot directories.
+type rootRunner struct {
+	root  string // "/" in a container; tests give a directory (RUN then chroots)
+	skip  *skipList
+	stash string // the root's own tree, kept while builds borrow the root
+
+	mu       sync.Mutex
+	borrowed bool
+}
+
+// errRunMounts explains RUN --mount, which needs mounts this mode has none of.
+var errRunMounts = errors.New("RUN --mount is not supported when kiln runs BuildKit without mounts (a container's default privileges); run kiln rootless or with CAP_SYS_ADMIN for RUN --mount")
+
+func (r *rootRunner) Run(ctx context.Context, _ string, rootfs bkexecutor.Mount, mounts []bkexecutor.Mount, process bkexecutor.ProcessInfo, started chan<- struct{}) (resourcestypes.Recorder, error) {
+	if len(mounts) > 0 {
+		return nil, errRunMounts
+	}
+	meta := process.Meta
+	if len(meta.Args) == 0 {
+		return nil, errors.New("RUN without a command")
+	}
+	ref, err := rootfs.Src.Mount(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	lm := snapshot.LocalMounter(ref)
+	dir, err := lm.Mount()
+	if err != nil {
+		return nil, err
+	}
+	defer lm.Unmount()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.borrow(); err != nil {
+		return nil, err
+	}
+	if err := syncTree(dir, r.root, r.skip, time.Time{}); err != nil {
+		return nil, fmt.Errorf("preparing the root filesystem for RUN: %w", err)
+	}
+	// Whatever the RUN changes gets a ctime from here on; the coarse clock
+	// may lag the real one by a tick.
+	runStart := time.Now().Add(-20 * time.Millisecond)
+	runErr := r.exec(ctx, dir, meta, process, started)
+	if err := syncTree(r.root, dir, r.skip, runStart); err != nil {
+		return nil, fmt.Errorf("reading back what RUN wrote: %w", err)
+	}
+	return nil, runErr
+}
+
+// exec runs the process in the root and returns BuildKit's error for its
+// exit status.
+func (r *rootRunner) exec(ctx context.Context, snapshotDir string, meta bkexecutor.Meta, process bkexecutor.ProcessInfo, started chan<- struct{}) error {
+	uid, gid, groups, err := oci.GetUser(snapshotDir, meta.User)
+	if err != nil {
+		return fmt.Errorf("USER %s: %w", meta.User, err)
+	}
+	if uid != 0 {
+		// The groups Kaniko's RUN gets (kiln-runc applies the same).
+		creds, err := ociruntime.KanikoCredentials(snapshotDir, uid)
+		if err != nil {
+			return err
+		}
+		gid, groups = creds.GID, creds.Groups
+	}
+	cwd := meta.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	hostCwd, err := fs.RootPath(r.root, cwd)
+	if err != nil {
+		return fmt.Errorf("working dir %s: %w", cwd, err)
+	}
+	if _, err := os.Stat(hostCwd); err != nil {
+		if err := os.MkdirAll(hostCwd, 0o755); err != nil {
+			return fmt.Errorf("creating working directory %s: %w", cwd, err)
+		}
+	}
+	env := ociruntime.WithoutTracingEnv(meta.Env)
+	path, err := r.lookPath(meta.Args[0], env, cwd)
+	if err != nil {
+		return err
+	}
+
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   meta.Args,
+		Env:    env,
+		Dir:    cwd, // the root is "/", or the process chroots into it
+		Stdin:  process.Stdin,
+		Stdout: process.Stdout,
+		Stderr: process.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: groups, NoSetGroups: false},
+		},
+		// Background processes may hold the output open; they are
+		// killed below, their output after the RUN ends is dropped.
+		WaitDelay: 500 * time.Millisecond,
+	}
+	if r.root != "/" {
+		cmd.SysProcAttr.Chroot = r.root
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", meta.Args[0], err)
+	}
+	if started != nil {
+		close(started)
+	}
+	pgid := cmd.Process.Pid
+	waitDone := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-waitDone:
+				return
+			case <-ctx.Done():
+				syscall.Kill(-pgid, syscall.SIGKILL)
+				return
+			case sig, ok := <-process.Signal:
+				if !ok {
+					process.Signal = nil
+					continue
+				}
+				syscall.Kill(-pgid, sig)
+			}
+		}
+	}()
+	waitErr := cmd.Wait()
+	close(waitDone)
+	// Like a container's end: nothing the RUN started outlives it.
+	syscall.Kill(-pgid, syscall.SIGKILL)
+
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	code := cmd.ProcessState.ExitCode()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	if waitErr != nil && code < 0 {
+		return &gatewayapi.ExitError{ExitCode: gatewayapi.UnknownExitStatus, Err: waitErr}
+	}
+	if code == 0 || slices.Contains(meta.ValidExitCodes, code) {
+		return nil
+	}
+	return &gatewayapi.ExitError{ExitCode: uint32(code)}
+}
+
+// lookPath finds the command as the RUN's own PATH finds it in the root
+// (the executor's PATH is not the image's); the path is the root's.
+func (r *rootRunner) lookPath(name string, env []string, cwd string) (string, error) {
+	if strings.Contains(name, "/") {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(cwd, name)
+		}
+		return name, nil
+	}
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" {
+			d = "."
+		}
+		candidate := filepath.Join(d, name)
+		if !filepath.IsAbs(candidate) {
+			candidate = filepath.Join(cwd, candidate)
+		}
+		host, err := fs.RootPath(r.root, candidate)
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat(host); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return candidate, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", name)
+}
+
+// borrow keeps the root's own tree aside before the first RUN changes it.
+func (r *rootRunner) borrow() error {
+	if r.borrowed {
+		return nil
+	}
+	if err := os.MkdirAll(r.stash, 0o700); err != nil {
+		return err
+	}
+	if err := syncTree(r.root, r.stash, r.skip, time.Time{}); err != nil {
+		return fmt.Errorf("keeping the container's root filesystem aside: %w", err)
+	}
+	r.borrowed = true
+	return nil
+}
+
+// restore puts the root's own tree back once no RUN needs the root.
+func (r *rootRunner) restore() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.borrowed {
+		return nil
+	}
+	if err := syncTree(r.stash, r.root, r.skip, time.Time{}); err != nil {
+		return fmt.Errorf("restoring the container's root filesystem: %w", err)
+	}
+	r.borrowed = false
+	return os.RemoveAll(r.stash)
+}
+
+func (r *rootRunner) Exec(context.Context, string, bkexecutor.ProcessInfo) error {
+	return errors.New("attaching to a running RUN is not supported by kiln")
+}

@@ -1,0 +1,143 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	ctdmetadata "github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/mount"
+	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/containerd/v2/plugins/snapshots/native"
+	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/cache/metadata"
+	bkexecutor "github.com/moby/buildkit/executor"
+	"github.com/moby/buildkit/snapshot"
+	containerdsnapshot "github.com/moby/buildkit/snapshot/containerd"
+	"github.com/moby/buildkit/util/db/boltutil"
+	"github.com/moby/buildkit/util/leaseutil"
+	"github.com/moby/buildkit/worker/base"
+	wlabel "github.com/moby/buildkit/worker/label"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+)
+
+// pathOnlyOption marks the native snapshotter's binds so BuildKit uses them
+// as plain paths even when it asks for read-only ones; kiln's BuildKit patch
+// (hack/buildkit/path-only-binds.patch) defines the same string.
+const pathOnlyOption = "x-kiln.path-only"
+
+const snapshotterName = "native"
+
+// pathOnlySnapshotter is containerd's native snapshotter (every snapshot a
+// plain directory, parents copied, never a mount) with its binds marked.
+type pathOnlySnapshotter struct {
+	ctdsnapshot.Snapshotter
+}
+
+func markPathOnly(mounts []mount.Mount, err error) ([]mount.Mount, error) {
+	for i := range mounts {
+		mounts[i].Options = append(mounts[i].Options, pathOnlyOption)
+	}
+	return mounts, err
+}
+
+func (s pathOnlySnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
+	return markPathOnly(s.Snapshotter.Mounts(ctx, key))
+}
+
+func (s pathOnlySnapshotter) Prepare(ctx context.Context, key, parent string, opts ...ctdsnapshot.Opt) ([]mount.Mount, error) {
+	return markPathOnly(s.Snapshotter.Prepare(ctx, key, parent, opts...))
+}
+
+func (s pathOnlySnapshotter) View(ctx context.Context, key, parent string, opts ...ctdsnapshot.Opt) ([]mount.Mount, error) {
+	return markPathOnly(s.Snapshotter.View(ctx, key, parent, opts...))
+}
+
+// errUnpatchedBuildKit explains a binary built without kiln's BuildKit patch.
+var errUnpatchedBuildKit = errors.New("this kiln binary was built without kiln's BuildKit patch, so BuildKit would mount read-only snapshots; build it with `make build` (hack/buildkit-workspace.sh)")
+
+// checkPathOnlyBinds proves that BuildKit in this binary hands a marked
+// read-only bind over as its path instead of mounting it.
+func checkPathOnlyBinds(tmp string) error {
+	dir, err := os.MkdirTemp(tmp, "kiln-bind-check-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dir)
+	m := snapshot.LocalMounterWithMounts([]mount.Mount{{Type: "bind", Source: dir, Options: []string{"rbind", "ro", pathOnlyOption}}})
+	got, err := m.Mount()
+	if err == nil {
+		defer m.Unmount()
+	}
+	if err != nil || got != dir {
+		return errUnpatchedBuildKit
+	}
+	return nil
+}
+
+// newWorkerOpt assembles a BuildKit worker whose every step works on plain
+// directories: the native snapshotter, a path-based layer applier and
+// differ, and exec as the RUN executor.
+func newWorkerOpt(root string, exec bkexecutor.Executor) (base.WorkerOpt, error) {
+	var opt base.WorkerOpt
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return opt, err
+	}
+	sn, err := native.NewSnapshotter(filepath.Join(root, "snapshots"))
+	if err != nil {
+		return opt, fmt.Errorf("native snapshotter: %w", err)
+	}
+	store, err := local.NewStore(filepath.Join(root, "content"))
+	if err != nil {
+		return opt, err
+	}
+	db, err := boltutil.Open(filepath.Join(root, "containerdmeta.db"), 0o644, &bolt.Options{
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return opt, err
+	}
+	mdb := ctdmetadata.NewDB(db, store, map[string]ctdsnapshot.Snapshotter{snapshotterName: pathOnlySnapshotter{sn}})
+	if err := mdb.Init(context.TODO()); err != nil {
+		return opt, err
+	}
+	contentStore := containerdsnapshot.NewContentStore(mdb.ContentStore(), "buildkit")
+	id, err := base.ID(root)
+	if err != nil {
+		return opt, err
+	}
+	md, err := metadata.NewStore(filepath.Join(root, "metadata_v2.db"))
+	if err != nil {
+		return opt, err
+	}
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "unknown"
+	}
+	return base.WorkerOpt{
+		ID:   id,
+		Root: root,
+		Labels: map[string]string{
+			wlabel.Executor:    "kiln-embedded",
+			wlabel.Snapshotter: snapshotterName,
+			wlabel.Hostname:    hostname,
+			wlabel.Network:     "host",
+		},
+		MetadataStore:   md,
+		ContentMetadata: db,
+		Executor:        exec,
+		Snapshotter:     containerdsnapshot.NewSnapshotter(snapshotterName, mdb.Snapshotter(snapshotterName), "buildkit", nil),
+		ContentStore:    contentStore,
+		Applier:         layerApplier{store: contentStore},
+		Differ:          layerDiffer{store: contentStore},
+		Platforms:       []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
+		LeaseManager:    leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),
+		GarbageCollect:  mdb.GarbageCollect,
+		MountPoolRoot:   filepath.Join(root, "cachemounts"),
+	}, nil
+}

@@ -1,0 +1,196 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnbuild/kiln/internal/testenv"
+	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
+)
+
+// embeddedTestRoot is a directory standing in for the container's root
+// filesystem (RUN chroots into it): a file of the container's own, and
+// /etc/hosts and /proc as the mounts a runtime adds, which mountinfo lists.
+func embeddedTestRoot(t *testing.T) (root, mountinfo string) {
+	t.Helper()
+	root = t.TempDir()
+	for name, content := range map[string]string{
+		"own.txt":   "the container's own file\n",
+		"etc/hosts": "10.9.8.7 from-the-runtime\n",
+		"proc/mark": "a mount of the container\n",
+	} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mi strings.Builder
+	for i, point := range []string{"/", "/proc", "/etc/hosts"} {
+		fmt.Fprintf(&mi, "%d 1 0:%d / %s rw - test test rw\n", 20+i, 30+i, point)
+	}
+	mountinfo = filepath.Join(t.TempDir(), "mountinfo")
+	if err := os.WriteFile(mountinfo, []byte(mi.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, mountinfo
+}
+
+// snapshotTree lists a tree as path → type and content, for comparing a
+// root before and after builds.
+func snapshotTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[rel] = fmt.Sprintf("file %o %s", fi.Mode().Perm(), b)
+		case fi.IsDir():
+			out[rel] = fmt.Sprintf("dir %o", fi.Mode().Perm())
+		default:
+			out[rel] = fi.Mode().String()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func startEmbeddedWithBusybox(t *testing.T) (root, base string, d Daemon) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the embedded engine test chroots RUN into a test root: run go test as root")
+	}
+	reg := testenv.StartRegistry(t)
+	base = testenv.PushBase(t, reg, "library/busybox:latest", testenv.BusyboxImage(t))
+	root, mountinfo := embeddedTestRoot(t)
+	cfg := DaemonConfig{
+		Embedded:           true,
+		StateParent:        t.TempDir(),
+		KanikoDir:          "/kaniko",
+		HostRoot:           root,
+		mountinfo:          mountinfo,
+		RegistryConfigTOML: fmt.Sprintf("[registry.%q]\n  http = true\n", reg.Host),
+	}
+	d, _ = startTestDaemon(t, cfg)
+	return root, base, d
+}
+
+// TestEmbeddedEngineRunsInTheRoot: RUN runs in the root filesystem it was
+// given (seeing the container's mounts, not its own files), its results and
+// COPY land in the image, and the root holds what it held before once the
+// engine has stopped.
+func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
+	root, base, d := startEmbeddedWithBusybox(t)
+	before := snapshotTree(t, root)
+	c, err := d.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, map[string]string{
+		"a.txt": "from the context\n",
+		"Dockerfile": "FROM " + base + "\n" +
+			"RUN echo built > /built.txt && (test -e /own.txt && echo yes || echo no) > /own-visible && cat /etc/hosts > /hosts-seen && (test -e /proc/mark && echo yes || echo no) > /proc-visible\n" +
+			"COPY a.txt /a.txt\n" +
+			"RUN mkdir -m 777 /out\n" +
+			"USER 1234\n" +
+			"RUN cat /a.txt > /out/copy-seen && id -u > /out/uid && id -g > /out/gid\n",
+	})
+	var logs bytes.Buffer
+	res := solveOrFail(t, c, SolveRequest{
+		ContextDir:     dir,
+		DockerfilePath: filepath.Join(dir, "Dockerfile"),
+		HostNetwork:    true,
+		OutputDir:      filepath.Join(t.TempDir(), "layout"),
+		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+	}, &logs)
+	files := filesIn(t, layoutImage(t, res))
+	want := map[string]string{
+		"built.txt":     "built\n",
+		"own-visible":   "no\n",
+		"hosts-seen":    "10.9.8.7 from-the-runtime\n",
+		"proc-visible":  "yes\n",
+		"a.txt":         "from the context\n",
+		"out/copy-seen": "from the context\n",
+		"out/uid":       "1234\n",
+		"out/gid":       "1234\n", // Kaniko's: no passwd entry, gid = uid
+	}
+	for name, content := range want {
+		if files[name] != content {
+			t.Errorf("%s = %q, want %q", name, files[name], content)
+		}
+	}
+	for _, name := range []string{"own.txt", "etc/hosts", "proc/mark"} {
+		if _, ok := files[name]; ok {
+			t.Errorf("the image holds the container's %s", name)
+		}
+	}
+	if err := d.(*embeddedDaemon).RestoreRoot(); err != nil {
+		t.Fatal(err)
+	}
+	assertSameTree(t, root, before)
+}
+
+func assertSameTree(t *testing.T, root string, before map[string]string) {
+	t.Helper()
+	after := snapshotTree(t, root)
+	for p, v := range before {
+		if after[p] != v {
+			t.Errorf("root %s: %q after the build, %q before", p, after[p], v)
+		}
+	}
+	for p, v := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("root %s: left by the build (%s)", p, v)
+		}
+	}
+}
+
+// TestEmbeddedEngineRunExitCode: a failing RUN fails the solve with its
+// exit code, and the root is restored all the same.
+func TestEmbeddedEngineRunExitCode(t *testing.T) {
+	root, base, d := startEmbeddedWithBusybox(t)
+	before := snapshotTree(t, root)
+	c, err := d.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN touch /half && exit 7\n"})
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, err = Solve(ctx, c, SolveRequest{
+		ContextDir:     dir,
+		DockerfilePath: filepath.Join(dir, "Dockerfile"),
+		HostNetwork:    true,
+		OutputDir:      filepath.Join(t.TempDir(), "layout"),
+		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+	})
+	var exitErr *gatewaypb.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitCode != 7 {
+		t.Fatalf("Solve error = %v, want exit code 7\n%s", err, logs.String())
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertSameTree(t, root, before)
+}
