@@ -31,9 +31,14 @@ var (
 		"--security-opt", "seccomp=unconfined",
 		"--security-opt", "apparmor=unconfined",
 	}
-	// Kaniko's usual pod: root with the runtime's default capabilities, and
-	// seccomp unconfined so a user namespace can be created.
-	kanikoStyle = []string{"--security-opt", "seccomp=unconfined"}
+	// Kaniko's pod: root with the runtime's defaults and no security
+	// options at all (default seccomp, AppArmor and capabilities).
+	kanikoStyle = []string{}
+	// The same under CRI-O's (OpenShift's) smaller default capability set.
+	crioStyle = []string{
+		"--cap-drop", "SYS_CHROOT", "--cap-drop", "MKNOD", "--cap-drop", "NET_RAW",
+		"--cap-drop", "SETFCAP", "--cap-drop", "AUDIT_WRITE",
+	}
 	// The runtime's defaults for a non-root pod: Docker's seccomp profile.
 	hardened = []string{"--user", "1000"}
 )
@@ -48,6 +53,10 @@ func TestKimiaStylePodBuildsAndPushes(t *testing.T) {
 
 func TestKanikoStylePodBuilds(t *testing.T) {
 	buildAndPush(t, kanikoStyle, "dropin/kaniko")
+}
+
+func TestCRIOCapabilitiesPodBuilds(t *testing.T) {
+	buildAndPush(t, crioStyle, "dropin/crio")
 }
 
 // buildAndPush runs the executor image with the security options and a
@@ -103,8 +112,8 @@ func TestHardenedPodFailsFastNamingTheFix(t *testing.T) {
 
 // TestGitLabKanikoTemplateJob runs the job GitLab's Kaniko template
 // generates, unchanged: entrypoint "", a busybox sh script that writes the
-// docker config from the CI_REGISTRY* variables, then /kaniko/executor. Only
-// the runner's security settings differ (Kimia style).
+// docker config from the CI_REGISTRY* variables, then /kaniko/executor, in a
+// runner's default container: root, no security options.
 func TestGitLabKanikoTemplateJob(t *testing.T) {
 	img := loadImage(t, "kiln-debug.tar")
 	const user, password = "gitlab-ci-token", "s3cr3t-job-token"
@@ -117,7 +126,7 @@ func TestGitLabKanikoTemplateJob(t *testing.T) {
 		`echo "{\"auths\":{\"${CI_REGISTRY}\":{\"auth\":\"$(printf "%s:%s" "${CI_REGISTRY_USER}" "${CI_REGISTRY_PASSWORD}" | base64 | tr -d '\n')\"}}}" > /kaniko/.docker/config.json`,
 		`/kaniko/executor --context "${CI_PROJECT_DIR}" --dockerfile "${CI_PROJECT_DIR}/Dockerfile" --destination "${CI_REGISTRY_IMAGE}:${VERSION}" $KANIKO_ARGS`,
 	}, "\n")
-	args := append(append([]string{"--network", "host"}, kimiaStyle...),
+	args := append(append([]string{"--network", "host"}, kanikoStyle...),
 		"--entrypoint", "",
 		"-e", "CI_REGISTRY="+reg.Host,
 		"-e", "CI_REGISTRY_USER="+user,
@@ -150,8 +159,7 @@ func TestTektonKanikoTaskStep(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The task's securityContext is runAsUser: 0; the migration adds only
-	// the seccomp change (Kaniko style).
+	// The task's securityContext is runAsUser: 0 and nothing else.
 	args := append(append([]string{"--network", "host", "--user", "0"}, kanikoStyle...),
 		"-w", "/workspace/source",
 		"-v", source+":/workspace/source:ro",

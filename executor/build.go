@@ -129,6 +129,11 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		Root:               cacheDirState.RootDir(),
 		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
 		Debug:              isDebug(opts.Verbosity),
+		Mode:               opts.BuildkitMode,
+		Force:              opts.Force,
+		KanikoDir:          compat.KanikoDir(opts),
+		// What kiln itself reads while RUN steps borrow the root filesystem.
+		Keep: []string{b.buildContext.Dir, work, dockerConfig},
 	}
 	if opts.BuildkitHost != "" {
 		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {
@@ -212,7 +217,9 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	}
 	// The image is in the work dir now: the daemon stops while it is shaped
 	// and published.
-	pending.StopIdle()
+	if err := pending.StopIdle(); err != nil {
+		return err
+	}
 	img, err := imageFromLayout(res)
 	if err != nil {
 		return err

@@ -35,6 +35,11 @@ type DaemonConfig struct {
 	// host name in Host.
 	TLSCACert, TLSCert, TLSKey, TLSServerName string
 
+	// Mode is --buildkit-mode: "" or "auto" lets the preflight choose the
+	// engine (migrate.Probe.Engine), else rootful, rootless or embedded.
+	Mode string
+	// Force lets the embedded engine run outside a container (--force).
+	Force bool
 	// Rootless starts the private daemon through rootlesskit even as root.
 	Rootless bool
 	// Embedded runs BuildKit inside this process with a worker that never

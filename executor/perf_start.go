@@ -49,16 +49,23 @@ func (p *pendingDaemon) Wait() (Daemon, error) {
 // StopIdle starts stopping the daemon without waiting, once no solve runs on
 // it: the exported image is in the work dir, so shaping and publishing need
 // no daemon. A private daemon is killed at once (its state is deleted
-// anyway); Close joins the stop.
-func (p *pendingDaemon) StopIdle() {
+// anyway); Close joins the stop. The embedded engine gives the container its
+// root filesystem back first, before outputs are written into it.
+func (p *pendingDaemon) StopIdle() error {
 	<-p.done
 	if p.daemon == nil {
-		return
+		return nil
+	}
+	if d, ok := p.daemon.(*embeddedDaemon); ok {
+		if err := d.RestoreRoot(); err != nil {
+			return err
+		}
 	}
 	if d, ok := p.daemon.(*localDaemon); ok {
 		d.noGracefulStop()
 	}
 	go p.Close()
+	return nil
 }
 
 // Close cancels a start still in progress, then closes the daemon if it

@@ -25,12 +25,17 @@ func startDaemonWithPreflight(ctx context.Context, cfg DaemonConfig) (Daemon, er
 		return StartDaemon(ctx, cfg)
 	}
 	cfg.StateParent = preferStateVolume(cfg.StateParent)
-	probe := migrate.Probe{StateDir: cfg.StateParent}
+	probe := migrate.Probe{StateDir: cfg.StateParent, Mode: cfg.Mode, Force: cfg.Force}
 	if cfg.StateParent == "" {
 		probe.StateDir = os.TempDir()
 	}
 	findings := probe.Run()
-	cfg.Rootless = cfg.Rootless || probe.Rootless()
+	switch probe.Engine() {
+	case migrate.EngineEmbedded:
+		cfg.Embedded = true
+	case migrate.EngineRootless:
+		cfg.Rootless = true
+	}
 	if err := applyPreflight(&cfg, findings, cfg.Rootless || os.Geteuid() != 0, logrus.StandardLogger()); err != nil {
 		return nil, err
 	}

@@ -83,6 +83,7 @@ type Options struct {
 
 	// kiln's own additions.
 	BuildkitHost    string // remote BuildKit address; empty starts a private daemon
+	BuildkitMode    string // auto, rootful, rootless or embedded (migrate.EngineModes)
 	MigrationDryRun bool
 	MigrationReport string // "text" or "json"
 	SourceDateEpoch *int64 // from SOURCE_DATE_EPOCH; nil when unset

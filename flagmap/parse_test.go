@@ -61,7 +61,7 @@ func TestDefaultsMatchKaniko(t *testing.T) {
 func TestEveryKanikoSpellingParses(t *testing.T) {
 	sample := map[Kind]string{String: "x", Bool: "true", Int: "3", Duration: "6h", Multi: "a=b",
 		KeyValue: "reg=/a,/b", MultiKeyMap: "reg=mirror", GitKind: "branch=main"}
-	for _, name := range append(kanikoSpellings, "azure-container-registry-config", "buildkit-host", "migration-dry-run", "migration-report") {
+	for _, name := range append(kanikoSpellings, "azure-container-registry-config", "buildkit-host", "buildkit-mode", "migration-dry-run", "migration-report") {
 		row := Lookup(name)
 		if row == nil {
 			t.Errorf("--%s missing from table", name)

@@ -350,9 +350,13 @@ var Table = []Flag{
 
 	// kiln's own flags.
 	{Name: "buildkit-host", Kind: String, Env: "BUILDKIT_HOST", EnvRule: EnvFallback, Kiln: true,
-		Usage:       "address of an existing BuildKit daemon (e.g. tcp://buildkitd:1234); empty starts a private rootless one",
+		Usage:       "address of an existing BuildKit daemon (e.g. tcp://buildkitd:1234); empty starts a private engine (see --buildkit-mode)",
 		Disposition: Native, BuildKit: "BuildKit client address",
 		Field: func(o *Options) any { return &o.BuildkitHost }},
+	{Name: "buildkit-mode", Kind: Enum, Default: "auto", Values: []string{"auto", "rootful", "rootless", "embedded"}, Env: "KILN_BUILDKIT_MODE", EnvRule: EnvFallback, Kiln: true,
+		Usage:       "how kiln runs BuildKit without --buildkit-host: auto (rootless for non-root, rootful for root with CAP_SYS_ADMIN, embedded for root without it), rootful, rootless, or embedded (in kiln's process, no mounts, RUN in this container's root filesystem like Kaniko)",
+		Disposition: Native, BuildKit: "the private BuildKit engine",
+		Field: func(o *Options) any { return &o.BuildkitMode }},
 	{Name: "migration-dry-run", Kind: Bool, Default: "false", Env: "KILN_MIGRATION_DRY_RUN", EnvRule: EnvFallback, Kiln: true,
 		Usage:       "check this invocation and report what kiln would do, without building or pushing",
 		Disposition: Native, BuildKit: "no build",

@@ -68,7 +68,7 @@ func TestTableCoversKanikoExactly(t *testing.T) {
 			kiln = append(kiln, f.Name)
 		}
 	}
-	if want := []string{"buildkit-host", "migration-dry-run", "migration-report"}; !reflect.DeepEqual(kiln, want) {
+	if want := []string{"buildkit-host", "buildkit-mode", "migration-dry-run", "migration-report"}; !reflect.DeepEqual(kiln, want) {
 		t.Errorf("kiln flags = %v, want %v", kiln, want)
 	}
 }
@@ -152,7 +152,7 @@ func TestHelpListsVisibleFlagsOnly(t *testing.T) {
 			t.Errorf("--%s hidden=%v but listed in help=%v", f.Name, f.Hidden, listed)
 		}
 	}
-	if got := strings.Count(help, "\n  -") + strings.Count(help, "\n      --"); got != 58+3 {
-		t.Errorf("help lists %d flags, want 58 Kaniko + 3 kiln:\n%s", got, help)
+	if got := strings.Count(help, "\n  -") + strings.Count(help, "\n      --"); got != 58+4 {
+		t.Errorf("help lists %d flags, want 58 Kaniko + 4 kiln:\n%s", got, help)
 	}
 }

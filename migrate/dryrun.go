@@ -130,6 +130,7 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 	if probe.StateDir == "" {
 		probe.StateDir = compat.KanikoDir(opts)
 	}
+	probe.Mode, probe.Force = opts.BuildkitMode, opts.Force
 	r.Preflight = probe.Run()
 	return r
 }

@@ -49,13 +49,22 @@ type Probe struct {
 	LookPath func(string) (string, error)
 	// TryUserNamespace attempts to create a user namespace; nil means a real attempt.
 	TryUserNamespace func() error
+	// Mode is --buildkit-mode: "" or "auto" chooses the engine (see Engine).
+	Mode string
+	// Force is Kaniko's --force: build outside a container.
+	Force bool
+	// Env replaces the process environment (tests); nil reads it.
+	Env map[string]string
 }
 
 // Capability bits from linux/capability.h.
 const (
+	capChown    = 0
 	capSetgid   = 6
 	capSetuid   = 7
 	capSysAdmin = 21
+	capMknod    = 27
+	capSetfcap  = 31
 )
 
 // Fixes, as Kubernetes container securityContext (or pod/node) changes.
@@ -69,6 +78,7 @@ const (
 	fixNewuidmap    = "image: use kiln's image (it ships newuidmap/newgidmap); in a custom image install uidmap (Debian) or shadow-uidmap (Alpine)"
 	fixSetuidBinary = "image: newuidmap/newgidmap must be setuid root (chmod u+s) or carry file capabilities (setcap cap_setuid+ep / cap_setgid+ep)"
 	fixSubid        = "image: add '<user>:100000:65536' to /etc/subuid and /etc/subgid, and run as that user (securityContext: {runAsUser: <uid>})"
+	fixRunAsRoot    = "or run as root (securityContext: {runAsUser: 0}, as Kaniko's pods do): kiln then needs nothing beyond the runtime's defaults"
 	fixStateDir     = "volumes: mount an emptyDir at the kaniko dir's state location (e.g. volumeMounts: [{name: kiln-state, mountPath: <dir>}] with volumes: [{name: kiln-state, emptyDir: {}}])"
 )
 
@@ -95,14 +105,21 @@ func (p Probe) euid() int {
 // Preflight checks that this machine can run kiln's BuildKit daemon.
 func Preflight() []Finding { return Probe{StateDir: "/kaniko"}.Run() }
 
-// Run performs every check. Root runs a rootful daemon; any other user runs
-// BuildKit rootless through rootlesskit, which needs user namespaces,
-// newuidmap and subordinate IDs.
+// Run performs the checks of the engine this process gets (see Engine):
+// rootless needs user namespaces, newuidmap and subordinate IDs; rootful
+// and rootless need seccomp and AppArmor to allow mount; the embedded
+// engine needs only a container to run in.
 func (p Probe) Run() []Finding {
 	status := parseStatus(p)
-	var out []Finding
-	rootless := p.rootless(status)
-	out = append(out, p.checkIdentity(status, rootless))
+	engine, why := p.engine(status)
+	out := []Finding{{Check: "identity", Severity: SeverityOK, Seen: why}}
+	if engine == EngineEmbedded {
+		out = append(out, p.checkContainer())
+		out = append(out, checkEmbeddedCapabilities(status))
+		out = append(out, p.checkStateDir())
+		return out
+	}
+	rootless := engine == EngineRootless
 	if rootless {
 		out = append(out, p.checkUserNamespaces()...)
 		out = append(out, p.checkIDMapBinaries()...)
@@ -115,20 +132,6 @@ func (p Probe) Run() []Finding {
 	out = append(out, p.checkProcMasks())
 	out = append(out, p.checkStateDir())
 	return out
-}
-
-// Rootless reports whether kiln runs BuildKit through rootlesskit here: as
-// any user but root, and as root without CAP_SYS_ADMIN (Kaniko's usual pod:
-// UID 0 with the runtime's default capabilities), where a rootful daemon
-// cannot mount its snapshots but a user namespace gives it the privileges.
-func (p Probe) Rootless() bool { return p.rootless(parseStatus(p)) }
-
-func (p Probe) rootless(s status) bool {
-	if p.euid() != 0 {
-		return true
-	}
-	eff, ok := s.capSet("CapEff")
-	return ok && !hasCap(eff, capSysAdmin)
 }
 
 // status holds the /proc/self/status fields the checks use.
@@ -161,19 +164,6 @@ func (s status) capSet(field string) (uint64, bool) {
 
 func hasCap(set uint64, bit uint) bool { return set&(1<<bit) != 0 }
 
-func (p Probe) checkIdentity(s status, rootless bool) Finding {
-	f := Finding{Check: "identity", Severity: SeverityOK}
-	switch {
-	case !rootless:
-		f.Seen = "running as root with CAP_SYS_ADMIN: kiln starts a rootful BuildKit daemon"
-	case p.euid() == 0:
-		f.Seen = "running as root without CAP_SYS_ADMIN: kiln starts BuildKit rootless through rootlesskit, in a user namespace where it may mount"
-	default:
-		f.Seen = fmt.Sprintf("running as UID %d: kiln starts BuildKit rootless through rootlesskit", p.euid())
-	}
-	return f
-}
-
 func (p Probe) checkUserNamespaces() []Finding {
 	var out []Finding
 	f := Finding{Check: "user-namespaces", Severity: SeverityOK, Seen: "user namespaces can be created"}
@@ -188,7 +178,7 @@ func (p Probe) checkUserNamespaces() []Finding {
 			Seen: "kernel.apparmor_restrict_unprivileged_userns is 1", Why: "AppArmor forbids unprivileged user namespaces (error: fork/exec /proc/self/exe: permission denied)", Fix: "node: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0; cannot be fixed from the pod"}
 	} else if err := p.tryUserNamespace(); err != nil {
 		f = Finding{Check: "user-namespaces", Severity: SeverityError,
-			Seen: "creating a user namespace failed: " + err.Error(), Why: "the seccomp or AppArmor profile blocks unshare(CLONE_NEWUSER)", Fix: fixSeccomp + "; " + fixAppArmor}
+			Seen: "creating a user namespace failed: " + err.Error(), Why: "the seccomp or AppArmor profile blocks unshare(CLONE_NEWUSER)", Fix: fixSeccomp + "; " + fixAppArmor + "; " + fixRunAsRoot}
 	}
 	out = append(out, f)
 	return out

@@ -123,7 +123,7 @@ func TestPreflightFindings(t *testing.T) {
 			check: "state-dir", severity: SeverityWarning, seen: "(overlay)", fix: "emptyDir"},
 		{name: "root without CAP_SYS_ADMIN", probe: func(p *Probe) { root := 0; p.Euid = &root },
 			edits: map[string]string{"proc/self/status": strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t00000000a80425fb", 1)},
-			check: "identity", severity: SeverityOK, seen: "without CAP_SYS_ADMIN: kiln starts BuildKit rootless"},
+			check: "identity", severity: SeverityOK, seen: "without CAP_SYS_ADMIN (a container's default privileges): kiln runs BuildKit inside its own process"},
 		{name: "root with full capabilities", probe: func(p *Probe) { root := 0; p.Euid = &root },
 			edits: map[string]string{"proc/self/status": strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t000001ffffffffff", 1)},
 			check: "identity", severity: SeverityOK, seen: "rootful"},
@@ -206,29 +206,75 @@ func TestPreflightThisMachine(t *testing.T) {
 	}
 }
 
-func TestRootWithoutSysAdminGetsTheRootlessChecks(t *testing.T) {
+func TestRootWithoutSysAdminGetsTheEmbeddedEngine(t *testing.T) {
 	status := strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t00000000a80425fb", 1)
-	p := fakeRoot(t, map[string]string{"proc/self/status": status})
+	p := fakeRoot(t, map[string]string{"proc/self/status": status, ".dockerenv": "\n"})
 	root := 0
 	p.Euid = &root
 	p.UserName = "root"
-	if !p.Rootless() {
-		t.Fatal("root without CAP_SYS_ADMIN must run BuildKit rootless")
+	if got := p.Engine(); got != EngineEmbedded {
+		t.Fatalf("root without CAP_SYS_ADMIN runs %s, want the embedded engine", got)
 	}
-	checks := map[string]bool{}
+	checks := map[string]Finding{}
 	for _, f := range p.Run() {
-		checks[f.Check] = true
+		checks[f.Check] = f
+		if f.Severity == SeverityError {
+			t.Errorf("a Kaniko pod's privileges must not fail the embedded engine: %+v", f)
+		}
+	}
+	for _, unwanted := range []string{"user-namespaces", "seccomp", "apparmor", "/etc/subuid"} {
+		if _, ok := checks[unwanted]; ok {
+			t.Errorf("check %q does not apply to the embedded engine", unwanted)
+		}
+	}
+	if !strings.Contains(checks["identity"].Seen, "without CAP_SYS_ADMIN") {
+		t.Errorf("identity does not say why: %+v", checks["identity"])
+	}
+
+	p.Mode = string(EngineRootless)
+	checks = map[string]Finding{}
+	for _, f := range p.Run() {
+		checks[f.Check] = f
 	}
 	for _, want := range []string{"user-namespaces", "no-new-privileges", "/etc/subuid"} {
-		if !checks[want] {
-			t.Errorf("rootless check %q missing for root without CAP_SYS_ADMIN: %v", want, checks)
+		if _, ok := checks[want]; !ok {
+			t.Errorf("rootless check %q missing when rootless is forced: %v", want, checks)
 		}
 	}
 
 	full := strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t000001ffffffffff", 1)
 	p = fakeRoot(t, map[string]string{"proc/self/status": full})
 	p.Euid = &root
-	if p.Rootless() {
-		t.Error("root with CAP_SYS_ADMIN must run BuildKit rootful")
+	if got := p.Engine(); got != EngineRootful {
+		t.Errorf("root with CAP_SYS_ADMIN runs %s, want rootful", got)
+	}
+}
+
+func TestEmbeddedEngineRefusesToRunOutsideAContainer(t *testing.T) {
+	status := strings.Replace(healthyStatus, "CapEff:\t0000000000000000", "CapEff:\t00000000a80425fb", 1)
+	p := fakeRoot(t, map[string]string{"proc/self/status": status, "proc/1/cgroup": "0::/init.scope\n"})
+	root := 0
+	p.Euid = &root
+	p.Env = map[string]string{}
+	find := func() Finding {
+		for _, f := range p.Run() {
+			if f.Check == "container" {
+				return f
+			}
+		}
+		t.Fatal("no container check")
+		return Finding{}
+	}
+	if f := find(); f.Severity != SeverityError || !strings.Contains(f.Fix, "--force") {
+		t.Errorf("outside a container: %+v, want an error naming --force", f)
+	}
+	p.Force = true
+	if f := find(); f.Severity != SeverityWarning {
+		t.Errorf("with --force: %+v, want a warning", f)
+	}
+	p.Force = false
+	p.Env = map[string]string{"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+	if f := find(); f.Severity != SeverityOK {
+		t.Errorf("in a pod: %+v, want ok", f)
 	}
 }

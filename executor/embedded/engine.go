@@ -120,12 +120,14 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		return nil, fmt.Errorf("reading the container's mounts: %w", err)
 	}
 	defer mountinfo.Close()
-	keep := append([]string{cfg.StateDir, cfg.Root}, cfg.Keep...)
+	// The root's own tree is kept beside it, on its filesystem.
+	stash := filepath.Join(cfg.HostRoot, fmt.Sprintf(".kiln-root-own-%d", os.Getpid()))
+	keep := append([]string{cfg.StateDir, cfg.Root, "/" + filepath.Base(stash)}, cfg.Keep...)
 	skip, err := kanikoSkipList(cfg.KanikoDir, mountinfo, keep...)
 	if err != nil {
 		return nil, err
 	}
-	e.runner = &rootRunner{root: cfg.HostRoot, skip: skip, stash: filepath.Join(cfg.StateDir, "root-own")}
+	e.runner = &rootRunner{root: cfg.HostRoot, skip: skip, stash: stash}
 
 	root := cfg.Root
 	if root == "" {

@@ -27,6 +27,10 @@ type syncer struct {
 	// older be taken as equal to dst: it is how a RUN's result is read back,
 	// since before the RUN dst and src held the same tree.
 	unchangedBefore time.Time
+	// linkFiles places non-directories as hardlinks of src's (the same
+	// inode, so xattrs such as file capabilities need no privilege), where
+	// src and dst share a filesystem.
+	linkFiles bool
 
 	links map[fileID]string // src inode of a hardlinked file → its first relative path
 }
@@ -36,6 +40,12 @@ type fileID struct{ dev, ino uint64 }
 // syncTree makes dst hold what src holds, as syncer describes.
 func syncTree(src, dst string, skip *skipList, unchangedBefore time.Time) error {
 	s := &syncer{src: src, dst: dst, skip: skip, unchangedBefore: unchangedBefore, links: map[fileID]string{}}
+	return s.dir("")
+}
+
+// linkTree is syncTree placing files as hardlinks of src's where it can.
+func linkTree(src, dst string, skip *skipList) error {
+	s := &syncer{src: src, dst: dst, skip: skip, linkFiles: true, links: map[fileID]string{}}
 	return s.dir("")
 }
 
@@ -119,6 +129,9 @@ func (s *syncer) entry(rel string) error {
 		}
 		s.links[id] = rel
 	}
+	if dstExists && dt.Ino == st.Ino && dt.Dev == st.Dev {
+		return nil // the same file
+	}
 	if dstExists && !s.unchangedBefore.IsZero() && ctime(&st).Before(s.unchangedBefore) && sameKind(&st, &dt) {
 		return nil
 	}
@@ -162,6 +175,15 @@ func (s *syncer) replace(rel string, st *unix.Stat_t, dstIsDir bool) error {
 		}
 	}
 	return placeAt(dstPath, func(tmp string) error {
+		if s.linkFiles {
+			err := os.Link(srcPath, tmp)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, unix.EXDEV) {
+				return err
+			}
+		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			if err := copyFile(srcPath, tmp); err != nil {
@@ -267,7 +289,9 @@ func syncXattrs(srcPath, dstPath string) error {
 		}
 		if err := unix.Lsetxattr(dstPath, name, value, 0); err != nil {
 			if name == "security.capability" && errors.Is(err, unix.EPERM) {
-				return fmt.Errorf("setting file capabilities on %s: %w (needs CAP_SETFCAP)", dstPath, err)
+				// Without CAP_SETFCAP a file keeps no capabilities, as
+				// when the base image was unpacked (containerd skips them).
+				continue
 			}
 			return &fs.PathError{Op: "setxattr " + name, Path: dstPath, Err: err}
 		}

@@ -29,9 +29,11 @@ import (
 // /etc/resolv.conf. One RUN at a time owns the root; pulls, COPY and
 // exports go on in parallel in snapshot directories.
 type rootRunner struct {
-	root  string // "/" in a container; tests give a directory (RUN then chroots)
-	skip  *skipList
-	stash string // the root's own tree, kept while builds borrow the root
+	root string // "/" in a container; tests give a directory (RUN then chroots)
+	skip *skipList
+	// stash keeps the root's own tree (as hardlinks, so on the root's
+	// filesystem) while builds borrow the root.
+	stash string
 
 	mu       sync.Mutex
 	borrowed bool
@@ -219,7 +221,7 @@ func (r *rootRunner) borrow() error {
 	if err := os.MkdirAll(r.stash, 0o700); err != nil {
 		return err
 	}
-	if err := syncTree(r.root, r.stash, r.skip, time.Time{}); err != nil {
+	if err := linkTree(r.root, r.stash, r.skip); err != nil {
 		return fmt.Errorf("keeping the container's root filesystem aside: %w", err)
 	}
 	r.borrowed = true
@@ -233,7 +235,7 @@ func (r *rootRunner) restore() error {
 	if !r.borrowed {
 		return nil
 	}
-	if err := syncTree(r.stash, r.root, r.skip, time.Time{}); err != nil {
+	if err := linkTree(r.stash, r.root, r.skip); err != nil {
 		return fmt.Errorf("restoring the container's root filesystem: %w", err)
 	}
 	r.borrowed = false
