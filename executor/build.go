@@ -133,7 +133,8 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		Force:              opts.Force,
 		KanikoDir:          compat.KanikoDir(opts),
 		// What kiln itself reads while RUN steps borrow the root filesystem.
-		Keep: []string{b.buildContext.Dir, work, dockerConfig},
+		Keep:    []string{b.buildContext.Dir, work, dockerConfig},
+		Secrets: []string{filepath.Join(dockerConfig, "config.json")},
 	}
 	if opts.BuildkitHost != "" {
 		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {

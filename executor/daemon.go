@@ -51,6 +51,8 @@ type DaemonConfig struct {
 	// engine's root filesystem (see embedded.Config).
 	KanikoDir string
 	Keep      []string
+	// Secrets are credential files the embedded engine keeps from RUN.
+	Secrets []string
 	// HostRoot is the root filesystem the embedded engine runs RUN in;
 	// empty means "/". Tests give a directory (RUN then chroots into it).
 	HostRoot string

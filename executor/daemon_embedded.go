@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/kilnbuild/kiln/executor/embedded"
 )
@@ -23,6 +24,10 @@ func startEmbedded(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
 		Keep:               cfg.Keep,
 		HostRoot:           cfg.HostRoot,
 		Mountinfo:          cfg.mountinfo,
+		Secrets:            cfg.Secrets,
+		Exposed: func(paths []string) {
+			cfg.Logger.Warnf("RUN steps can read %s: it is on a read-only mount kiln cannot take away without privileges (Kaniko's RUN reads it too); pass credentials in a writable file or DOCKER_AUTH_CONFIG to keep them from RUN", strings.Join(paths, ", "))
+		},
 	})
 	if err != nil {
 		os.RemoveAll(dir)

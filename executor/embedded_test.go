@@ -23,6 +23,8 @@ func embeddedTestRoot(t *testing.T) (root, mountinfo string) {
 	root = t.TempDir()
 	for name, content := range map[string]string{
 		"own.txt":   "the container's own file\n",
+		"own/sub/x": "a directory of the container's own\n",
+		"bin/own":   "beside the image's /bin/sh\n",
 		"etc/hosts": "10.9.8.7 from-the-runtime\n",
 		"proc/mark": "a mount of the container\n",
 	} {
@@ -31,6 +33,15 @@ func embeddedTestRoot(t *testing.T) (root, mountinfo string) {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/busybox/sh", filepath.Join(root, "bin", "sh")); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Unix(1700000000, 0)
+	for _, p := range []string{"bin", "etc", "own/sub", "own"} {
+		if err := os.Chtimes(filepath.Join(root, p), old, old); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,11 +72,13 @@ func snapshotTree(t *testing.T, root string) map[string]string {
 			if err != nil {
 				return err
 			}
-			out[rel] = fmt.Sprintf("file %o %s", fi.Mode().Perm(), b)
+			out[rel] = fmt.Sprintf("file %o %d %s", fi.Mode().Perm(), fi.ModTime().UnixNano(), b)
+		case fi.IsDir() && rel != ".":
+			out[rel] = fmt.Sprintf("dir %o %d", fi.Mode().Perm(), fi.ModTime().UnixNano())
 		case fi.IsDir():
-			out[rel] = fmt.Sprintf("dir %o", fi.Mode().Perm())
+			out[rel] = "root"
 		default:
-			out[rel] = fi.Mode().String()
+			out[rel] = fmt.Sprintf("%s %d", fi.Mode(), fi.ModTime().UnixNano())
 		}
 		return nil
 	})

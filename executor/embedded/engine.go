@@ -37,6 +37,7 @@ import (
 	"github.com/moby/buildkit/worker"
 	"github.com/moby/buildkit/worker/base"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/test/bufconn"
 )
@@ -62,6 +63,11 @@ type Config struct {
 	// Mountinfo is read for the container's mount points; empty means
 	// /proc/self/mountinfo.
 	Mountinfo string
+	// Secrets are credential files (config.json) taken off the filesystem
+	// while RUN steps run, and put back after; Exposed is told of those on
+	// read-only mounts, which stay readable (as in Kaniko).
+	Secrets []string
+	Exposed func(paths []string)
 }
 
 // Engine is BuildKit embedded in this process.
@@ -114,6 +120,12 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if err := checkPathOnlyBinds(tmp); err != nil {
 		return nil, err
 	}
+	// RUN runs as root beside this process: without dumpability its memory,
+	// environment and open files (the credentials) are closed to RUN, which
+	// lacks CAP_SYS_PTRACE.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("closing this process to RUN steps: %w", err)
+	}
 
 	mountinfo, err := os.Open(cfg.Mountinfo)
 	if err != nil {
@@ -127,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.runner = &rootRunner{root: cfg.HostRoot, skip: skip, stash: stash}
+	e.runner = &rootRunner{root: cfg.HostRoot, skip: skip, stash: stash, secrets: cfg.Secrets, exposed: cfg.Exposed}
 
 	root := cfg.Root
 	if root == "" {

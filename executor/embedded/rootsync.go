@@ -29,7 +29,8 @@ type syncer struct {
 	unchangedBefore time.Time
 	// linkFiles places non-directories as hardlinks of src's (the same
 	// inode, so xattrs such as file capabilities need no privilege), where
-	// src and dst share a filesystem.
+	// src and dst share a filesystem, and copies every directory: it keeps
+	// a tree aside and puts it back.
 	linkFiles bool
 
 	links map[fileID]string // src inode of a hardlinked file → its first relative path
@@ -104,7 +105,7 @@ func (s *syncer) entry(rel string) error {
 			dstExists = false
 		}
 		if !dstExists {
-			if s.skip.holdsOnlySkipped(s.src, rel) {
+			if !s.linkFiles && s.skip.holdsOnlySkipped(s.src, rel) {
 				// Left by the container's own mounts (e.g. /etc of
 				// /etc/hosts), as a runtime's mount stubs are: not a result.
 				return nil
@@ -178,7 +179,9 @@ func (s *syncer) replace(rel string, st *unix.Stat_t, dstIsDir bool) error {
 		if s.linkFiles {
 			err := os.Link(srcPath, tmp)
 			if err == nil {
-				return nil
+				// Linking may give the file a new time (a copy-up on
+				// fuse-overlayfs); it is the same file, so put its time back.
+				return unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 			}
 			if !errors.Is(err, unix.EXDEV) {
 				return err
@@ -470,3 +473,43 @@ func join(rel, name string) string {
 }
 
 func ctime(st *unix.Stat_t) time.Time { return time.Unix(st.Ctim.Unix()) }
+
+// treeTimes records the access and modification times of every entry of
+// the tree at root, by relative path.
+func treeTimes(root string) (map[string][2]unix.Timespec, error) {
+	times := map[string][2]unix.Timespec{}
+	err := filepath.WalkDir(root, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == "." {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			return &fs.PathError{Op: "lstat", Path: path, Err: err}
+		}
+		times[rel] = [2]unix.Timespec{st.Atim, st.Mtim}
+		return nil
+	})
+	return times, err
+}
+
+// setTreeTimes gives root's entries the recorded times, deepest first so
+// that setting a child's time cannot move its directory's.
+func setTreeTimes(root string, times map[string][2]unix.Timespec) error {
+	paths := make([]string, 0, len(times))
+	for rel := range times {
+		paths = append(paths, rel)
+	}
+	slices.SortFunc(paths, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	for _, rel := range paths {
+		t := times[rel]
+		path := filepath.Join(root, rel)
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, path, t[:], unix.AT_SYMLINK_NOFOLLOW); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &fs.PathError{Op: "utimes", Path: path, Err: err}
+		}
+	}
+	return nil
+}

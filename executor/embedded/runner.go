@@ -20,6 +20,7 @@ import (
 	resourcestypes "github.com/moby/buildkit/executor/resources/types"
 	gatewayapi "github.com/moby/buildkit/frontend/gateway/pb"
 	"github.com/moby/buildkit/snapshot"
+	"golang.org/x/sys/unix"
 )
 
 // rootRunner runs each RUN the way Kaniko does: as a plain process in the
@@ -35,8 +36,15 @@ type rootRunner struct {
 	// filesystem) while builds borrow the root.
 	stash string
 
-	mu       sync.Mutex
-	borrowed bool
+	// secrets are credential files RUN must not read; exposed reports
+	// those that cannot be taken away (read-only mounts).
+	secrets []string
+	exposed func(paths []string)
+
+	mu        sync.Mutex
+	borrowed  bool
+	hidden    []hiddenFile
+	rootTimes [2]unix.Timespec // the root's own, put back with its tree
 }
 
 // errRunMounts explains RUN --mount, which needs mounts this mode has none of.
@@ -218,6 +226,19 @@ func (r *rootRunner) borrow() error {
 	if r.borrowed {
 		return nil
 	}
+	hidden, exposed, err := hideFiles(r.secrets)
+	r.hidden = hidden
+	if err != nil {
+		return fmt.Errorf("keeping registry credentials from RUN: %w", err)
+	}
+	if len(exposed) > 0 && r.exposed != nil {
+		r.exposed(exposed)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(r.root, &st); err != nil {
+		return err
+	}
+	r.rootTimes = [2]unix.Timespec{st.Atim, st.Mtim}
 	if err := os.MkdirAll(r.stash, 0o700); err != nil {
 		return err
 	}
@@ -232,14 +253,26 @@ func (r *rootRunner) borrow() error {
 func (r *rootRunner) restore() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	secretsErr := putBack(r.hidden)
+	r.hidden = nil
 	if !r.borrowed {
-		return nil
+		return secretsErr
 	}
 	if err := linkTree(r.stash, r.root, r.skip); err != nil {
-		return fmt.Errorf("restoring the container's root filesystem: %w", err)
+		return errors.Join(secretsErr, fmt.Errorf("restoring the container's root filesystem: %w", err))
 	}
 	r.borrowed = false
-	return os.RemoveAll(r.stash)
+	// Removing the stash's links can touch the times of the other links'
+	// directories (fuse-overlayfs does): the times are set again after.
+	times, err := treeTimes(r.stash)
+	if err != nil {
+		return errors.Join(secretsErr, err)
+	}
+	if err := os.RemoveAll(r.stash); err != nil {
+		return errors.Join(secretsErr, err)
+	}
+	times[""] = r.rootTimes
+	return errors.Join(secretsErr, setTreeTimes(r.root, times))
 }
 
 func (r *rootRunner) Exec(context.Context, string, bkexecutor.ProcessInfo) error {
