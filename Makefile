@@ -59,7 +59,7 @@ golden-check: deps workspace
 	KILN_KANIKO_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKanikoEndToEnd$$' ./conformance/golden
 
 # kiln against the committed goldens: root and rootless with --reproducible, root without it; writes conformance/REPORT.md (also run by make test).
-conformance: deps build workspace
+conformance: deps build workspace image
 	$(GO) test -count=1 -timeout 30m -v -run '^TestConformance$$' ./conformance/runner
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.

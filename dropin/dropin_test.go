@@ -243,23 +243,7 @@ func TestImagesAreReproducible(t *testing.T) {
 }
 
 // loadImage docker-loads out/<tarball> and returns its tag.
-func loadImage(t *testing.T, tarball string) string {
-	t.Helper()
-	testenv.RequireDocker(t)
-	path := filepath.Join(testenv.RepoRoot(t), "out", tarball)
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("dropin: %s is missing: run `sudo make image` first", path)
-	}
-	out, err := docker(t, "load", "-i", path)
-	if err != nil {
-		t.Fatalf("docker load %s: %v\n%s", path, err, out)
-	}
-	m := regexp.MustCompile(`Loaded image: (\S+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("docker load %s printed no image name:\n%s", path, out)
-	}
-	return m[1]
-}
+func loadImage(t *testing.T, tarball string) string { return testenv.LoadImage(t, tarball) }
 
 // buildContext writes the test Dockerfile into a directory every user can read.
 func buildContext(t *testing.T) string {

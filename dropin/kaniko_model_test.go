@@ -222,7 +222,7 @@ func TestKanikoModelBadInput(t *testing.T) {
 		docker           []string
 		want             string
 	}{
-		{"device node without MKNOD", "devices.Dockerfile", crioStyle, "operation not permitted"},
+		{"device node without MKNOD", "devices.Dockerfile", crioStyle, "CAP_MKNOD"},
 		{"full state volume", "big.Dockerfile", []string{"--mount", "type=tmpfs,destination=/kaniko/buildkit,tmpfs-size=16m"}, "no space left on device"},
 	}
 	for _, tc := range cases {
@@ -247,6 +247,7 @@ func TestKanikoModelBadInput(t *testing.T) {
 					errLines = append(errLines, l)
 				}
 			}
+			t.Logf("%s: %s", tc.name, errLines)
 			if len(errLines) != 1 || !strings.Contains(errLines[0], tc.want) {
 				t.Errorf("want one error line naming %q, got %q\n%s", tc.want, errLines, log)
 			}

@@ -44,6 +44,8 @@ type builder struct {
 	scratch string
 	logDir  string
 	mode    Mode
+	// image runs the embedded mode: kiln's image with Executor in it.
+	image string
 	// baseHistories are the histories of the harness's base images (plain
 	// mode: they tell Kaniko's history authors, see plainReference).
 	baseHistories [][]inspect.History
@@ -132,6 +134,9 @@ func (b *builder) build(ctx context.Context, c *corpus.Case) (*Build, error) {
 // command runs the executor as root or as the user, with a private HOME and
 // runtime dir per build so concurrent daemons never share state.
 func (b *builder) command(ctx context.Context, home string, args []string, caseEnv map[string]string) *exec.Cmd {
+	if b.mode == Embedded {
+		return b.containerCommand(ctx, home, args, caseEnv)
+	}
 	cmd := exec.CommandContext(ctx, b.executor, args...)
 	user := "root"
 	if b.user != nil {
@@ -153,6 +158,25 @@ func (b *builder) command(ctx context.Context, home string, args []string, caseE
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	return cmd
+}
+
+// containerCommand runs the executor in kiln's image as a plain Kaniko pod
+// runs: root, no security options. Contexts and HOME keep their paths, so
+// the arguments are the other modes'.
+func (b *builder) containerCommand(ctx context.Context, home string, args []string, caseEnv map[string]string) *exec.Cmd {
+	run := []string{"run", "--rm", "--network", "host",
+		"-v", b.executor + ":/kaniko/executor:ro",
+		"-v", b.scratch + ":" + b.scratch + ":ro",
+		"-v", home + ":" + home,
+		"-w", home,
+	}
+	for k, v := range caseEnv {
+		run = append(run, "-e", k+"="+v)
+	}
+	run = append(append(run, b.image), args...)
+	cmd := exec.CommandContext(ctx, "docker", run...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 

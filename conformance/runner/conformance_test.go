@@ -16,7 +16,7 @@ import (
 
 // Settings of TestConformance (make conformance).
 const (
-	modesEnv    = "KILN_CONFORMANCE_MODES"    // root,rootless,plain (default all)
+	modesEnv    = "KILN_CONFORMANCE_MODES"    // root,rootless,plain,embedded (default all)
 	parallelEnv = "KILN_CONFORMANCE_PARALLEL" // concurrent kiln builds (default 2)
 	casesEnv    = "KILN_CONFORMANCE_CASES"    // comma-separated subset (plus what they require)
 	reportEnv   = "KILN_CONFORMANCE_REPORT"   // where to write the report; default ../REPORT.md for full runs
@@ -65,6 +65,9 @@ func TestConformance(t *testing.T) {
 		ScratchDir: testenv.ReadableTempDir(t),
 		LogDir:     os.Getenv(logsEnv),
 		Logf:       t.Logf,
+	}
+	if slices.Contains(modes, Embedded) {
+		cfg.Image = testenv.LoadImage(t, "kiln.tar")
 	}
 	if slices.Contains(modes, Rootless) {
 		u := testenv.NonRootUser(t)

@@ -30,10 +30,14 @@ const (
 	// Plain builds without --reproducible, as root: judged up to
 	// corpus.PlainTop with times ignored (see ComparePlain).
 	Plain Mode = "plain"
+	// Embedded runs kiln's image as root in a Docker container with no
+	// security options (Kaniko's model): BuildKit embedded, RUN in the
+	// container's root. Judged like Root.
+	Embedded Mode = "embedded"
 )
 
 // AllModes are the modes a full run covers, in report order.
-var AllModes = []Mode{Root, Rootless, Plain}
+var AllModes = []Mode{Root, Rootless, Plain, Embedded}
 
 // TopLevel is the highest level judged in the mode.
 func (m Mode) TopLevel() int {
@@ -78,6 +82,9 @@ func modeList(modes []Mode) string {
 type Config struct {
 	// Executor is kiln's executor binary (buildkitd and rootlesskit next to it).
 	Executor string
+	// Image is kiln's executor image in the Docker engine; required when
+	// Modes has Embedded (the Executor binary replaces the image's).
+	Image string
 	// Cases in dependency order (corpus.Order or corpus.Closure).
 	Cases     []*corpus.Case
 	GoldenDir string
@@ -212,7 +219,10 @@ func Run(ctx context.Context, cfg Config) ([]*Result, error) {
 }
 
 func newBuilder(cfg Config, mode Mode) (*builder, error) {
-	b := &builder{executor: cfg.Executor, scratch: cfg.ScratchDir, logDir: cfg.LogDir, mode: mode}
+	b := &builder{executor: cfg.Executor, scratch: cfg.ScratchDir, logDir: cfg.LogDir, mode: mode, image: cfg.Image}
+	if mode == Embedded && cfg.Image == "" {
+		return nil, fmt.Errorf("the embedded mode needs kiln's image (testenv.LoadImage)")
+	}
 	if mode == Rootless {
 		if cfg.User == nil {
 			return nil, fmt.Errorf("the rootless mode needs a non-root user (testenv.NonRootUser)")

@@ -70,11 +70,18 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 			}
 			c := kiln(t, path, spec)
 			sc := c.SecurityContext
+			if !rootless(spec, c) {
+				// Root: the embedded engine needs nothing but the runtime's defaults.
+				if sc != nil && (sc.SeccompProfile != nil || sc.AppArmorProfile != nil || sc.Capabilities != nil || sc.Privileged != nil) {
+					t.Errorf("%s: a root kiln container needs no security settings (Kaniko's Job keeps its securityContext): %+v", path, sc)
+				}
+				return
+			}
 			if sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeUnconfined {
-				t.Errorf("%s: kiln's container needs seccompProfile Unconfined", path)
+				t.Errorf("%s: kiln's rootless container needs seccompProfile Unconfined", path)
 			}
 			if sc == nil || sc.AppArmorProfile == nil || sc.AppArmorProfile.Type != corev1.AppArmorProfileTypeUnconfined {
-				t.Errorf("%s: kiln's container needs appArmorProfile Unconfined", path)
+				t.Errorf("%s: kiln's rootless container needs appArmorProfile Unconfined", path)
 			}
 			if sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 				t.Errorf("%s: allowPrivilegeEscalation: false stops newuidmap", path)
@@ -84,6 +91,19 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rootless reports a container that runs as a non-root user: kiln then
+// runs BuildKit through RootlessKit.
+func rootless(pod corev1.PodSpec, c corev1.Container) bool {
+	uid := (*int64)(nil)
+	if pod.SecurityContext != nil {
+		uid = pod.SecurityContext.RunAsUser
+	}
+	if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+		uid = c.SecurityContext.RunAsUser
+	}
+	return uid != nil && *uid != 0
 }
 
 // decodeStrictKind reads only the kind, tolerating every other field.

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // pathOf is the directory a snapshot's mounts stand for: the native
@@ -58,6 +59,9 @@ func (a layerApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, mount
 	digester := digest.Canonical.Digester()
 	counted := &countingReader{r: io.TeeReader(plain, digester.Hash())}
 	if _, err := archive.Apply(ctx, dir, counted); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return ocispecs.Descriptor{}, fmt.Errorf("unpacking layer %s: %w: the layer holds a device node, which needs CAP_MKNOD, absent from this container (CRI-O's default); as with Kaniko, add the capability or use a base image without device nodes", desc.Digest, err)
+		}
 		return ocispecs.Descriptor{}, fmt.Errorf("unpacking layer %s: %w", desc.Digest, err)
 	}
 	if _, err := io.Copy(io.Discard, counted); err != nil {

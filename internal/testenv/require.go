@@ -3,6 +3,8 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,4 +65,24 @@ func RequireUserNamespaces(t testing.TB) {
 			t.Fatalf("testenv: user namespaces are restricted (%s = %q): run `%s`", c.file, strings.TrimSpace(string(data)), c.fix)
 		}
 	}
+}
+
+// LoadImage docker-loads out/<tarball> (made by `make image`) and returns
+// the image's name.
+func LoadImage(t testing.TB, tarball string) string {
+	t.Helper()
+	RequireDocker(t)
+	path := filepath.Join(RepoRoot(t), "out", tarball)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("testenv: %s is missing: run `sudo make image` first", path)
+	}
+	out, err := exec.Command("docker", "load", "-i", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testenv: docker load %s: %v\n%s", path, err, out)
+	}
+	m := regexp.MustCompile(`Loaded image: (\S+)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("testenv: docker load %s printed no image name:\n%s", path, out)
+	}
+	return m[1]
 }
