@@ -20,6 +20,7 @@ import (
 	resourcestypes "github.com/moby/buildkit/executor/resources/types"
 	gatewayapi "github.com/moby/buildkit/frontend/gateway/pb"
 	"github.com/moby/buildkit/snapshot"
+	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,6 +117,9 @@ func (r *rootRunner) exec(ctx context.Context, snapshotDir string, meta bkexecut
 		}
 	}
 	env := ociruntime.WithoutTracingEnv(meta.Env)
+	if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "HOME=") }) {
+		env = append(env, "HOME="+homeOf(snapshotDir, meta.User))
+	}
 	path, err := r.lookPath(meta.Args[0], env, cwd)
 	if err != nil {
 		return err
@@ -185,6 +189,27 @@ func (r *rootRunner) exec(ctx context.Context, snapshotDir string, meta bkexecut
 		return nil
 	}
 	return &gatewayapi.ExitError{ExitCode: uint32(code)}
+}
+
+// homeOf is the HOME a RUN without one gets, as runc and Kaniko give it:
+// the user's passwd entry in the image, else "/".
+func homeOf(snapshotDir, userSpec string) string {
+	if userSpec == "" {
+		userSpec = "0"
+	}
+	passwd, err := fs.RootPath(snapshotDir, "/etc/passwd")
+	if err != nil {
+		return "/"
+	}
+	group, err := fs.RootPath(snapshotDir, "/etc/group")
+	if err != nil {
+		return "/"
+	}
+	u, err := user.GetExecUserPath(userSpec, &user.ExecUser{Home: "/"}, passwd, group)
+	if err != nil || u.Home == "" {
+		return "/"
+	}
+	return u.Home
 }
 
 // lookPath finds the command as the RUN's own PATH finds it in the root
