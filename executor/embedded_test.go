@@ -1,7 +1,9 @@
 package executor
 
 import (
+	"archive/tar"
 	"bytes"
+	"io"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 )
@@ -126,7 +130,9 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 			"COPY a.txt /a.txt\n" +
 			"RUN mkdir -m 777 /out\n" +
 			"USER 1234\n" +
-			"RUN cat /a.txt > /out/copy-seen && id -u > /out/uid && id -g > /out/gid\n",
+			"RUN cat /a.txt > /out/copy-seen && id -u > /out/uid && id -g > /out/gid\n" +
+			"USER root\n" +
+			"RUN rm /etc/nsswitch.conf\n",
 	})
 	var logs bytes.Buffer
 	res := solveOrFail(t, c, SolveRequest{
@@ -136,7 +142,11 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 		OutputDir:      filepath.Join(t.TempDir(), "layout"),
 		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
 	}, &logs)
-	files := filesIn(t, layoutImage(t, res))
+	img := layoutImage(t, res)
+	files := filesIn(t, img)
+	if flat := flattened(t, img); flat["etc/nsswitch.conf"] {
+		t.Errorf("a file RUN removed from the base is still in the image")
+	}
 	want := map[string]string{
 		"built.txt":     "built\n",
 		"own-visible":   "no\n",
@@ -206,4 +216,23 @@ func TestEmbeddedEngineRunExitCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameTree(t, root, before)
+}
+
+// flattened lists the paths of the image's filesystem, whiteouts applied.
+func flattened(t *testing.T, img v1.Image) map[string]bool {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "/")] = true
+	}
 }

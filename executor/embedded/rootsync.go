@@ -211,20 +211,16 @@ func (s *syncer) replace(rel string, st *unix.Stat_t, dstIsDir bool) error {
 	})
 }
 
-// placeAt creates a file with create at a temporary name beside path, then
-// renames it over path: running binaries and open files stay intact.
-func placeAt(path string, create func(tmp string) error) error {
-	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".kiln-sync-%d-%s", os.Getpid(), filepath.Base(path)))
-	if len(filepath.Base(tmp)) > 255 {
-		tmp = filepath.Join(filepath.Dir(path), fmt.Sprintf(".kiln-sync-%d", os.Getpid()))
-	}
-	_ = os.Remove(tmp)
-	if err := create(tmp); err != nil {
-		os.Remove(tmp)
+// placeAt removes what is at path (not a directory) and creates the new file
+// there with create. It never renames onto a path: fuse-overlayfs loses the
+// whiteout of a lower-layer file renamed over, which then reappears once the
+// new file is removed. Running binaries and open files stay intact.
+func placeAt(path string, create func(target string) error) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := create(path); err != nil {
+		os.Remove(path)
 		return err
 	}
 	return nil
