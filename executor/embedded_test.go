@@ -132,7 +132,11 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 			"USER 1234\n" +
 			"RUN cat /a.txt > /out/copy-seen && id -u > /out/uid && id -g > /out/gid\n" +
 			"USER root\n" +
-			"RUN rm /etc/nsswitch.conf\n",
+			"RUN rm /etc/nsswitch.conf\n" +
+			"RUN --mount=type=cache,target=/cache echo cached > /cache/c && echo ok > /mounted\n" +
+			"RUN --mount=type=cache,target=/cache cat /cache/c > /cache-seen\n" +
+			"RUN --mount=type=bind,source=a.txt,target=/bound.txt cat /bound.txt > /bind-seen\n" +
+			"RUN --mount=type=tmpfs,target=/out/tmp2 touch /out/tmp2/x && ls /out/tmp2 > /tmpfs-seen\n",
 	})
 	var logs bytes.Buffer
 	res := solveOrFail(t, c, SolveRequest{
@@ -144,8 +148,17 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 	}, &logs)
 	img := layoutImage(t, res)
 	files := filesIn(t, img)
-	if flat := flattened(t, img); flat["etc/nsswitch.conf"] {
+	flat := flattened(t, img)
+	if flat["etc/nsswitch.conf"] {
 		t.Errorf("a file RUN removed from the base is still in the image")
+	}
+	for _, mountPath := range []string{"cache", "cache/c", "bound.txt", "out/tmp2", "out/tmp2/x"} {
+		if flat[mountPath] {
+			t.Errorf("RUN --mount's %s is in the image", mountPath)
+		}
+	}
+	if !flat["out/gid"] {
+		t.Errorf("the directory holding a tmpfs mount lost its files")
 	}
 	want := map[string]string{
 		"built.txt":     "built\n",
@@ -156,6 +169,9 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 		"out/copy-seen": "from the context\n",
 		"out/uid":       "1234\n",
 		"out/gid":       "1234\n", // Kaniko's: no passwd entry, gid = uid
+		"cache-seen":    "cached\n",
+		"bind-seen":     "from the context\n",
+		"tmpfs-seen":    "x\n",
 	}
 	for name, content := range want {
 		if files[name] != content {

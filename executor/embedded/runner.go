@@ -48,13 +48,7 @@ type rootRunner struct {
 	rootTimes [2]unix.Timespec // the root's own, put back with its tree
 }
 
-// errRunMounts explains RUN --mount, which needs mounts this mode has none of.
-var errRunMounts = errors.New("RUN --mount is not supported when kiln runs BuildKit without mounts (a container's default privileges); run kiln rootless or with CAP_SYS_ADMIN for RUN --mount")
-
 func (r *rootRunner) Run(ctx context.Context, _ string, rootfs bkexecutor.Mount, mounts []bkexecutor.Mount, process bkexecutor.ProcessInfo, started chan<- struct{}) (resourcestypes.Recorder, error) {
-	if len(mounts) > 0 {
-		return nil, errRunMounts
-	}
 	meta := process.Meta
 	if len(meta.Args) == 0 {
 		return nil, errors.New("RUN without a command")
@@ -69,6 +63,11 @@ func (r *rootRunner) Run(ctx context.Context, _ string, rootfs bkexecutor.Mount,
 		return nil, err
 	}
 	defer lm.Unmount()
+	runMounts, err := resolveRunMounts(ctx, mounts)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseRunMounts(runMounts)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -78,10 +77,18 @@ func (r *rootRunner) Run(ctx context.Context, _ string, rootfs bkexecutor.Mount,
 	if err := syncTree(dir, r.root, r.skip, time.Time{}); err != nil {
 		return nil, fmt.Errorf("preparing the root filesystem for RUN: %w", err)
 	}
+	stubs, err := placeRunMounts(r.root, runMounts, r.skip)
+	if err != nil {
+		takeRunMounts(r.root, dir, runMounts, stubs, r.skip)
+		return nil, err
+	}
 	// Whatever the RUN changes gets a ctime from here on; the coarse clock
 	// may lag the real one by a tick.
 	runStart := time.Now().Add(-20 * time.Millisecond)
 	runErr := r.exec(ctx, dir, meta, process, started)
+	if err := takeRunMounts(r.root, dir, runMounts, stubs, r.skip); err != nil {
+		return nil, err
+	}
 	if err := syncTree(r.root, dir, r.skip, runStart); err != nil {
 		return nil, fmt.Errorf("reading back what RUN wrote: %w", err)
 	}

@@ -149,3 +149,21 @@ func unescapeMountPath(s string) string {
 	}
 	return b.String()
 }
+
+// under is the part of the list inside dir, relative to dir: the skip list
+// of a subtree synced on its own.
+func (s *skipList) under(dir string) *skipList {
+	base := strings.Trim(filepath.Clean("/"+dir), "/")
+	out := newSkipList()
+	for p := range s.exact {
+		if rel, ok := strings.CutPrefix(p, base+"/"); ok {
+			out.exact[rel] = true
+		}
+	}
+	for _, p := range s.prefixes {
+		if rel, ok := strings.CutPrefix(p, base+"/"); ok {
+			out.prefixes = append(out.prefixes, rel)
+		}
+	}
+	return out
+}
