@@ -3,10 +3,10 @@ package executor
 import (
 	"archive/tar"
 	"bytes"
-	"io"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
