@@ -29,6 +29,7 @@ var (
 	toolColors  = map[string]color.RGBA{
 		"kiln-rootless": {46, 125, 50, 255},
 		"kiln-root":     {129, 199, 132, 255},
+		"kiln-embedded": {251, 140, 0, 255},
 		"kaniko":        {96, 125, 139, 255},
 		"docker":        {30, 136, 229, 255},
 	}

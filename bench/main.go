@@ -54,7 +54,7 @@ type ToolInfo struct{ Name, Label string }
 func main() {
 	var (
 		scenarioList = flag.String("scenarios", allScenarioNames(), "comma-separated scenarios to run")
-		toolList     = flag.String("tools", "kiln-rootless,kiln-root,kaniko,docker", "comma-separated tools, in interleaving order")
+		toolList     = flag.String("tools", "kiln-rootless,kiln-root,kiln-embedded,kaniko,docker", "comma-separated tools, in interleaving order")
 		runs         = flag.Int("runs", 5, "counted runs per tool and scenario")
 		warmup       = flag.Int("warmup", 1, "discarded warm-up runs before the counted ones")
 		outDir       = flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png")
@@ -226,6 +226,12 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 				return nil, err
 			}
 			tools = append(tools, kilnRootless(exe, user))
+		case "kiln-embedded":
+			exe, err := kilnExecutor()
+			if err != nil {
+				return nil, err
+			}
+			tools = append(tools, kilnEmbeddedTool(exe, scratch))
 		case "kaniko":
 			log.Printf("building Kaniko %s (cached after the first time)", kaniko.Version)
 			exe, err := kaniko.EnsureExecutor(ctx, "")
@@ -241,7 +247,7 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 			}
 			tools = append(tools, dockerTool(builder))
 		default:
-			return nil, fmt.Errorf("-tools: unknown tool %q (known: kiln-rootless, kiln-root, kaniko, docker)", n)
+			return nil, fmt.Errorf("-tools: unknown tool %q (known: kiln-rootless, kiln-root, kiln-embedded, kaniko, docker)", n)
 		}
 	}
 	if len(tools) == 0 {

@@ -137,8 +137,26 @@ func kilnRootless(executor string, user testenv.User) *Tool {
 // kanikoTool runs Kaniko v1.23.2 in the conformance runner's private mount
 // and PID namespace, chrooted into a fresh root like its official image.
 func kanikoTool(executor, scratch string) *Tool {
+	return chrootTool("kaniko", "Kaniko "+kaniko.Version, executor, scratch, nil, supportsAll)
+}
+
+// kilnEmbeddedTool runs kiln the way Kaniko runs, in the same fresh root
+// (Kaniko's model: root, RUN in the root filesystem), its engine embedded.
+func kilnEmbeddedTool(executor, scratch string) *Tool {
+	return chrootTool("kiln-embedded", "kiln (embedded)", executor, scratch,
+		[]string{"KILN_BUILDKIT_MODE=embedded"},
+		func(s *Scenario) string {
+			if s.Kind == WarmDir {
+				return "the fresh root keeps no --cache-dir between runs"
+			}
+			return ""
+		})
+}
+
+// chrootTool runs an executor with Kaniko's arguments in a fresh root.
+func chrootTool(name, label, executor, scratch string, env []string, unsupported func(*Scenario) string) *Tool {
 	return &Tool{
-		Name: "kaniko", Label: "Kaniko " + kaniko.Version, Unsupported: supportsAll, MemKnown: true,
+		Name: name, Label: label, Unsupported: unsupported, MemKnown: true,
 		Start: func(ctx context.Context, b *Build) func() error {
 			return func() error {
 				// Kaniko's executor only reads --cache-dir (its warmer fills
@@ -147,6 +165,7 @@ func kanikoTool(executor, scratch string) *Tool {
 					Executor:   executor,
 					Context:    b.ContextDir,
 					Args:       kanikoStyleArgs(b, kaniko.Workspace, "/cache"),
+					Env:        env,
 					ScratchDir: scratch,
 					Log:        b.Log,
 				}.Execute(ctx)
@@ -156,7 +175,7 @@ func kanikoTool(executor, scratch string) *Tool {
 				if res.ExitCode != 0 {
 					var t tailBuffer
 					t.Write([]byte(res.OutputTail))
-					return fmt.Errorf("kaniko exited %d: %s", res.ExitCode, t.last())
+					return fmt.Errorf("%s exited %d: %s", name, res.ExitCode, t.last())
 				}
 				return nil
 			}
