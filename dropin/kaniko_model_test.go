@@ -25,22 +25,7 @@ func imageFiles(t *testing.T, reg *testenv.Registry, ref string) map[string]stri
 	img := reg.Pull(t, ref)
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	files := map[string]string{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			b, _ := io.ReadAll(tr)
-			files[strings.TrimPrefix(h.Name, "/")] = string(b)
-		}
-	}
-	return files
+	return testenv.TarFiles(t, rc)
 }
 
 // rootListing lists the container's root filesystem (this filesystem only)

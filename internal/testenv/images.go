@@ -292,3 +292,27 @@ func ExtractRootfs(t testing.TB, img v1.Image) string {
 	}
 	return dir
 }
+
+// TarFiles reads a tar stream and returns its regular files (path without
+// a leading "./" or "/" → content).
+func TarFiles(t testing.TB, r io.Reader) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "/")] = string(b)
+		}
+	}
+}
