@@ -38,8 +38,9 @@ func rootListing(name string) string {
 
 // TestKanikoModelRunSeesTheContainer runs the GitLab job shape as root with
 // no security options: RUN sees the container's /proc, /dev and /sys, cannot
-// read the registry credentials the job wrote, and after a failing build and
-// its retry the container's root holds exactly what it held before.
+// read the registry credentials the job wrote nor replace kiln's files, and
+// after a failing build and its retry the container's root holds exactly
+// what it held before.
 func TestKanikoModelRunSeesTheContainer(t *testing.T) {
 	img := loadImage(t, "kiln-debug.tar")
 	const user, password = "ci-user", "ci-password-never-in-run"
@@ -54,6 +55,7 @@ func TestKanikoModelRunSeesTheContainer(t *testing.T) {
 	write("Dockerfile", "FROM busybox\n"+
 		"RUN grep -q '^Pid:' /proc/self/status && echo written > /dev/null && head -c 16 /dev/urandom | wc -c > /urandom-bytes && ls /sys | grep -q . && echo ok > /proc-dev-sys\n"+
 		"RUN (cat /kaniko/.docker/config.json && echo readable || echo unreadable) > /credentials 2>/dev/null\n"+
+		"RUN echo evil > /kaniko/executor.new && mv /kaniko/executor.new /kaniko/executor && echo evil > /kaniko/added && rm /kaniko/ssl/certs/ca-certificates.crt\n"+
 		"COPY app.txt /app.txt\n")
 	write("failing.Dockerfile", "FROM busybox\nRUN echo half > /half && exit 3\n")
 	write("app.txt", "the app\n")

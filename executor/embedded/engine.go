@@ -9,6 +9,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -127,19 +128,24 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 		return nil, fmt.Errorf("closing this process to RUN steps: %w", err)
 	}
 
-	mountinfo, err := os.Open(cfg.Mountinfo)
+	mountinfo, err := os.ReadFile(cfg.Mountinfo)
 	if err != nil {
 		return nil, fmt.Errorf("reading the container's mounts: %w", err)
 	}
-	defer mountinfo.Close()
 	// The root's own tree is kept beside it, on its filesystem.
 	stash := filepath.Join(cfg.HostRoot, fmt.Sprintf(".kiln-root-own-%d", os.Getpid()))
 	keep := append([]string{cfg.StateDir, cfg.Root, "/" + filepath.Base(stash)}, cfg.Keep...)
-	skip, err := kanikoSkipList(cfg.KanikoDir, mountinfo, keep...)
+	skip, err := kanikoSkipList(cfg.KanikoDir, bytes.NewReader(mountinfo), keep...)
 	if err != nil {
 		return nil, err
 	}
-	e.runner = &rootRunner{root: cfg.HostRoot, skip: skip, stash: stash, secrets: cfg.Secrets, exposed: cfg.Exposed}
+	// The kaniko dir itself is guarded, but for kiln's own paths in it.
+	guardSkip, err := kanikoSkipList("", bytes.NewReader(mountinfo), keep...)
+	if err != nil {
+		return nil, err
+	}
+	e.runner = &rootRunner{root: cfg.HostRoot, skip: skip, stash: stash, secrets: cfg.Secrets, exposed: cfg.Exposed,
+		kanikoDir: filepath.Join(cfg.HostRoot, cfg.KanikoDir), kanikoKeep: guardSkip}
 
 	root := cfg.Root
 	if root == "" {

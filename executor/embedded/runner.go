@@ -42,6 +42,12 @@ type rootRunner struct {
 	secrets []string
 	exposed func(paths []string)
 
+	// kanikoDir is guarded while RUN steps run (kanikoGuard), but for the
+	// paths kanikoKeep names.
+	kanikoDir  string
+	kanikoKeep *skipList
+	guard      *kanikoGuard
+
 	mu        sync.Mutex
 	borrowed  bool
 	hidden    []hiddenFile
@@ -258,6 +264,17 @@ func (r *rootRunner) borrow() error {
 	if r.borrowed {
 		return nil
 	}
+	if r.kanikoDir != "" && r.kanikoDir != r.root {
+		keep := func(path string) bool {
+			rel, err := filepath.Rel(r.root, path)
+			return err != nil || r.kanikoKeep.has(rel)
+		}
+		guard, err := guardKanikoDir(r.kanikoDir, keep)
+		if err != nil {
+			return err
+		}
+		r.guard = guard
+	}
 	hidden, exposed, err := hideFiles(r.secrets)
 	r.hidden = hidden
 	if err != nil {
@@ -287,6 +304,11 @@ func (r *rootRunner) restore() error {
 	defer r.mu.Unlock()
 	secretsErr := putBack(r.hidden)
 	r.hidden = nil
+	if r.guard != nil {
+		secretsErr = errors.Join(secretsErr, r.guard.restore())
+		r.guard.close()
+		r.guard = nil
+	}
 	if !r.borrowed {
 		return secretsErr
 	}
