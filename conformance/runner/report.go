@@ -128,7 +128,9 @@ func Report(results []*Result) string {
 	b.WriteString("\nThe `root` mode runs kiln as root (rootful BuildKit); `rootless` runs it as a non-root user with\n")
 	b.WriteString("rootless BuildKit, the context owned by that user as in a CI checkout. The `plain` mode runs kiln as\n")
 	b.WriteString("root without `--reproducible` and compares up to L3 with times ignored, against the golden in the form\n")
-	b.WriteString("Kaniko writes without `--reproducible` (history authors; see docs/conformance.md); L4 is not judged.\n\n")
+	b.WriteString("Kaniko writes without `--reproducible` (history authors; see docs/conformance.md); L4 is not judged.\n")
+	b.WriteString("The `embedded` mode runs kiln's image in a Docker container as Kaniko's pods run (root, no security\n")
+	b.WriteString("options): BuildKit embedded in kiln's process, RUN in the container's own root filesystem.\n\n")
 
 	b.WriteString("## Scoreboard\n\n")
 	b.WriteString("Cases reaching each level, out of the cases compared: *cumulative* counts a case at Ln when L0..Ln\n")

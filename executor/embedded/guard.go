@@ -18,9 +18,10 @@ import (
 // changed in place (its inode's ctime moved) fails the build, and files a
 // RUN added are removed.
 type kanikoGuard struct {
-	dir   string
-	skip  func(path string) bool
-	files map[string]guardedFile
+	dir      string
+	skip     func(path string) bool
+	files    map[string]guardedFile
+	dirTimes map[string][2]unix.Timespec // relative to dir
 }
 
 type guardedFile struct {
@@ -31,8 +32,16 @@ type guardedFile struct {
 // guardKanikoDir notes every regular file below dir but the paths skip
 // names (kiln's state, the build context, credentials handled apart).
 func guardKanikoDir(dir string, skip func(path string) bool) (*kanikoGuard, error) {
-	g := &kanikoGuard{dir: dir, skip: skip, files: map[string]guardedFile{}}
+	g := &kanikoGuard{dir: dir, skip: skip, files: map[string]guardedFile{}, dirTimes: map[string][2]unix.Timespec{}}
 	err := g.walk(func(path string, st *unix.Stat_t) error {
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			rel, err := filepath.Rel(dir, path)
+			if err != nil {
+				return err
+			}
+			g.dirTimes[rel] = [2]unix.Timespec{st.Atim, st.Mtim}
+			return nil
+		}
 		f, err := os.Open(path)
 		if err != nil {
 			return err
@@ -66,7 +75,7 @@ func (g *kanikoGuard) walk(fn func(path string, st *unix.Stat_t) error) error {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() {
+		if !d.Type().IsRegular() && !d.IsDir() {
 			return nil
 		}
 		var st unix.Stat_t
@@ -101,8 +110,8 @@ func (g *kanikoGuard) restore() error {
 		}
 	}
 	var added []string
-	if err := g.walk(func(path string, _ *unix.Stat_t) error {
-		if _, ok := g.files[path]; !ok {
+	if err := g.walk(func(path string, st *unix.Stat_t) error {
+		if _, ok := g.files[path]; !ok && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			added = append(added, path)
 		}
 		return nil
@@ -112,6 +121,8 @@ func (g *kanikoGuard) restore() error {
 	for _, path := range added {
 		errs = append(errs, os.Remove(path))
 	}
+	delete(g.dirTimes, ".") // the kaniko dir itself is kiln's workplace
+	errs = append(errs, setTreeTimes(g.dir, g.dirTimes))
 	return errors.Join(errs...)
 }
 
@@ -124,6 +135,13 @@ func (g *kanikoGuard) writeBack(path string, gf guardedFile) error {
 		if err := os.RemoveAll(path); err != nil {
 			return err
 		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) == nil && st.Ino == gf.st.Ino && st.Dev == gf.st.Dev && st.Ctim == gf.st.Ctim {
+		return nil // the original came back (a lower layer's file on fuse-overlayfs)
 	}
 	return placeAt(path, func(target string) error {
 		out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

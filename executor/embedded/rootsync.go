@@ -216,11 +216,21 @@ func (s *syncer) replace(rel string, st *unix.Stat_t, dstIsDir bool) error {
 // whiteout of a lower-layer file renamed over, which then reappears once the
 // new file is removed. Running binaries and open files stay intact.
 func placeAt(path string, create func(target string) error) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	var err error
+	// Removing a file fuse-overlayfs lost the whiteout of brings the lower
+	// one back; removing that one too leaves the path free.
+	for range 3 {
+		if err = os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err = create(path); !errors.Is(err, fs.ErrExist) {
+			break
+		}
 	}
-	if err := create(path); err != nil {
-		os.Remove(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrExist) {
+			os.Remove(path)
+		}
 		return err
 	}
 	return nil
