@@ -68,6 +68,7 @@ type Flag struct {
 	Hidden      bool   // accepted but not shown by --help (Kaniko hides it too)
 	AliasOf     string // deprecated spelling of this flag name
 	Kiln        bool   // kiln's own flag, not Kaniko's
+	Fork        bool   // the maintained Kaniko fork's flag, not in v1.23.2
 	Issue       string // for partly implemented flags: what is still missing
 	Redact      Redaction
 	// Field points into Options; nil for aliases, which share their target's field.
@@ -312,6 +313,10 @@ var Table = []Flag{
 		Disposition: Native, BuildKit: "buildkitd `[registry.\"docker.io\"] mirrors = [...]`",
 		Redact: RedactURLUserinfo,
 		Field:  func(o *Options) any { return &o.RegistryMirrors }},
+	{Name: "credential-helpers", Kind: Multi, Fork: true,
+		Usage:       "in-process credential helpers to use after config.json: any of env, google, ecr, acr, gitlab (comma-separated or repeated; default all, \"\" turns all off)",
+		Disposition: Emulated, BuildKit: "kiln's keychain resolves config.json, then the selected helpers in the fork's order (env: KANIKO_<HOST>_USER/_PASSWORD; google: Application Default Credentials; ecr: GetAuthorizationToken; acr: Entra token exchanged at the registry; gitlab: CI_REGISTRY_USER/_PASSWORD); the same credentials serve pushes, the cache and BuildKit's base-image pulls through session auth",
+		Field: func(o *Options) any { return &o.CredentialHelpers }},
 	{Name: "skip-default-registry-fallback", Kind: Bool, Default: "false",
 		Usage:       "fail when every mirror or mapped registry fails instead of pulling from the original registry",
 		Disposition: Emulated, BuildKit: "kiln resolves base images through the mirrors itself and pins the result",

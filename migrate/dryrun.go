@@ -223,7 +223,7 @@ func (m *Migrator) checkDestinations(r *Report, opts *flagmap.Options, local boo
 			continue
 		}
 		seen[host+t.purpose] = true
-		source, found := compat.CredentialSource(dockerConfig, host)
+		source, found := compat.CredentialSource(compat.CredentialOptions{DockerConfigDir: dockerConfig, Helpers: opts.CredentialHelpers}, host)
 		r.Credentials = append(r.Credentials, CredentialCheck{Registry: host, For: t.purpose, Source: source, Found: found})
 		if !found {
 			r.note(SeverityWarning, "credentials", "%s: %s", host, source)
