@@ -25,6 +25,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
+
+	"github.com/kilnbuild/kiln/compat/buildcontext"
 	"golang.org/x/oauth2"
 	googleauth "golang.org/x/oauth2/google"
 )
@@ -434,4 +436,40 @@ func (e credentialEnv) awsCredentialSource() string {
 		return "the container credentials endpoint (EKS Pod Identity)"
 	}
 	return "the AWS default chain (shared config files, else the instance role)"
+}
+
+// ContextCredentialSource says which credentials a cloud context would be
+// read with, naming variables and files only; "" for other contexts.
+func ContextCredentialSource(src ContextSource) string {
+	return processEnv.contextCredentialSource(src)
+}
+
+func (e credentialEnv) contextCredentialSource(src ContextSource) string {
+	switch src.Scheme {
+	case "s3":
+		s := e.awsCredentialSource()
+		if endpoint := e.getenv("S3_ENDPOINT"); endpoint != "" {
+			s += ", endpoint S3_ENDPOINT=" + endpoint
+			if e.getenv("S3_FORCE_PATH_STYLE") == "true" {
+				s += " (path style)"
+			}
+		}
+		return s
+	case "gs":
+		s := e.googleCredentialSource() + ", anonymous when there are none"
+		if emulator := e.getenv("STORAGE_EMULATOR_HOST"); emulator != "" {
+			s += ", endpoint STORAGE_EMULATOR_HOST=" + emulator
+		}
+		return s
+	case "azure":
+		loc, err := buildcontext.ParseAzureBlobURL(src.Value)
+		if err != nil {
+			return ""
+		}
+		if e.getenv("AZURE_STORAGE_ACCESS_KEY") != "" {
+			return "shared key of storage account " + loc.Account + " from AZURE_STORAGE_ACCESS_KEY"
+		}
+		return "anonymous (AZURE_STORAGE_ACCESS_KEY is not set; only a public container can be read)"
+	}
+	return ""
 }
