@@ -317,6 +317,9 @@ func (k *acrKeychain) Resolve(target authn.Resource) (authn.Authenticator, error
 func (k *acrKeychain) entraCredential() (azcore.TokenCredential, error) {
 	tenant, client := k.env.getenv("AZURE_TENANT_ID"), k.env.getenv("AZURE_CLIENT_ID")
 	opts := azcore.ClientOptions{Cloud: cloud.AzurePublic}
+	if k.env.entraClient != nil {
+		opts.Transport = k.env.entraClient
+	}
 	if authority := k.env.getenv("AZURE_AUTHORITY_HOST"); authority != "" {
 		opts.Cloud.ActiveDirectoryAuthorityHost = authority
 	}

@@ -23,6 +23,8 @@ type credentialEnv struct {
 	getenv   func(string) string
 	homeDir  func() (string, error)
 	lookPath func(string) (string, error)
+	// entraClient reaches Microsoft Entra ID; nil is the default client.
+	entraClient *http.Client
 }
 
 var processEnv = credentialEnv{getenv: os.Getenv, homeDir: os.UserHomeDir, lookPath: exec.LookPath}

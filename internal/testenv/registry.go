@@ -41,6 +41,7 @@ type Registry struct {
 	Username, Password string // empty unless basic auth is required
 
 	store  http.Handler // the bare registry, reached without auth, faults or logging
+	routes map[string]http.Handler
 	server *http.Server
 	tmpDir string // removed on Close when the registry created it
 
@@ -82,6 +83,8 @@ type registryConfig struct {
 	faults       []Fault
 	certDir      string
 	errorLogging io.Writer
+	hostnames    []string
+	routes       map[string]http.Handler
 }
 
 // RegistryOption configures NewRegistry / StartRegistry.
@@ -117,6 +120,22 @@ func WithAddr(addr string) RegistryOption { return func(c *registryConfig) { c.a
 // WithCertDir writes the CA and certificates into dir instead of a temp dir.
 func WithCertDir(dir string) RegistryOption { return func(c *registryConfig) { c.certDir = dir } }
 
+// WithHostnames adds names to the server certificate, for a registry
+// reached under a cloud registry's name (through a Proxy).
+func WithHostnames(names ...string) RegistryOption {
+	return func(c *registryConfig) { c.hostnames = append(c.hostnames, names...) }
+}
+
+// WithRoute serves path with h, before authentication (a token endpoint).
+func WithRoute(path string, h http.Handler) RegistryOption {
+	return func(c *registryConfig) {
+		if c.routes == nil {
+			c.routes = map[string]http.Handler{}
+		}
+		c.routes[path] = h
+	}
+}
+
 // WithErrorLog sends the HTTP server's own errors (TLS handshake failures) to w.
 func WithErrorLog(w io.Writer) RegistryOption { return func(c *registryConfig) { c.errorLogging = w } }
 
@@ -142,6 +161,7 @@ func NewRegistry(opts ...RegistryOption) (*Registry, error) {
 		Username: cfg.user,
 		Password: cfg.pass,
 		store:    registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		routes:   cfg.routes,
 	}
 	for _, f := range cfg.faults {
 		if err := reg.InjectFault(f); err != nil {
@@ -188,7 +208,7 @@ func (r *Registry) setUpTLS(cfg *registryConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	serverPair, err := ca.IssueServer("registry", "127.0.0.1", "::1", "localhost")
+	serverPair, err := ca.IssueServer("registry", append([]string{"127.0.0.1", "::1", "localhost"}, cfg.hostnames...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -378,6 +398,10 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if status, ok := r.takeFault(req); ok {
 		entry.Injected = true
 		writeRegistryError(recorder, status, "UNAVAILABLE", "injected fault")
+		return
+	}
+	if h, ok := r.routes[req.URL.Path]; ok {
+		h.ServeHTTP(recorder, req)
 		return
 	}
 	if !r.authorized(req) {
