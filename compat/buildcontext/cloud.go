@@ -109,8 +109,12 @@ func fetchGCS(ctx context.Context, rest, dir string, client *http.Client) error 
 			return nil, err
 		}
 		resp, err := client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("downloading gs://%s/%s: %w; check that the executor can reach Cloud Storage", bucket, object, gcsAuthError(innerURLError(err)))
+		var tokenErr *oauth2.RetrieveError
+		switch {
+		case errors.As(err, &tokenErr) && tokenErr.Response != nil:
+			return nil, fmt.Errorf("getting an access token from Application Default Credentials: the token endpoint answered %s; check the service account key (GOOGLE_APPLICATION_CREDENTIALS) or the workload identity binding", tokenErr.Response.Status)
+		case err != nil:
+			return nil, fmt.Errorf("downloading gs://%s/%s: %w; check that the executor can reach Cloud Storage", bucket, object, innerURLError(err))
 		}
 		return resp, nil
 	}
@@ -136,15 +140,6 @@ func fetchGCS(ctx context.Context, rest, dir string, client *http.Client) error 
 		return fmt.Errorf("object %s does not exist in bucket %s; %s", object, bucket, cloudFix)
 	}
 	return fmt.Errorf("downloading gs://%s/%s: Cloud Storage answered %s", bucket, object, resp.Status)
-}
-
-// gcsAuthError keeps a token failure's status and code, not its body.
-func gcsAuthError(err error) error {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil {
-		return fmt.Errorf("getting an access token from Application Default Credentials: the token endpoint answered %s", re.Response.Status)
-	}
-	return err
 }
 
 // AzureBlobLocation is an Azure Blob URL split the way Kaniko reads it.

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto"
@@ -27,6 +28,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // Local fakes of the cloud endpoints kiln talks to, each speaking the
@@ -543,4 +547,58 @@ func (f *FakeAzureBlob) signedWithKey(req *http.Request) bool {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(toSign))
 	return hmac.Equal([]byte(base64.StdEncoding.EncodeToString(mac.Sum(nil))), []byte(sig))
+}
+
+// FakeS3 is gofakes3 (an in-memory S3) behind SigV4 verification.
+type FakeS3 struct {
+	URL     string // for S3_ENDPOINT, path-style
+	backend *s3mem.Backend
+}
+
+// StartFakeS3 starts the store, closed when the test ends.
+func StartFakeS3(t testing.TB, creds AWSCredentials) *FakeS3 {
+	t.Helper()
+	backend := s3mem.New()
+	faker := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()))
+	srv := httptest.NewServer(RequireSigV4(faker.Server(), creds, "s3"))
+	t.Cleanup(srv.Close)
+	return &FakeS3{URL: srv.URL, backend: backend}
+}
+
+// Put stores content as bucket/key, creating the bucket.
+func (f *FakeS3) Put(t testing.TB, bucket, key string, content []byte) {
+	t.Helper()
+	if ok, _ := f.backend.BucketExists(bucket); !ok {
+		if err := f.backend.CreateBucket(bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.backend.PutObject(bucket, key, nil, bytes.NewReader(content), int64(len(content)), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// StartFakeGCS starts fake-gcs-server's JSON API on 127.0.0.1 (for
+// STORAGE_EMULATOR_HOST), requiring the bearer token accessToken as Cloud
+// Storage requires an OAuth token. It returns the host:port and the server
+// to create buckets and objects in.
+func StartFakeGCS(t testing.TB, accessToken string) (string, *fakestorage.Server) {
+	t.Helper()
+	fake, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true, Writer: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := fake.HTTPHandler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Header.Get("Authorization") != "Bearer "+accessToken {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":{"code":401,"message":"Invalid Credentials"}}`)
+			return
+		}
+		handler.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(fake.Stop)
+	return strings.TrimPrefix(srv.URL, "http://"), fake
 }
