@@ -364,7 +364,7 @@ func StartFakeEntraAuthority(t testing.TB, clientSecret, accessToken string) *Fa
 				"authorization_endpoint": base + "/oauth2/v2.0/authorize",
 				"issuer":                 base + "/v2.0",
 			})
-		case strings.HasSuffix(req.URL.Path, "/oauth2/v2.0/token"):
+		case strings.HasSuffix(req.URL.Path, "/oauth2/v2.0/token"), strings.HasSuffix(req.URL.Path, "/oauth2/token"):
 			req.ParseForm()
 			if req.Form.Get("grant_type") != "client_credentials" || req.Form.Get("client_id") != f.ClientID ||
 				req.Form.Get("client_secret") != f.ClientSecret {
@@ -374,7 +374,9 @@ func StartFakeEntraAuthority(t testing.TB, clientSecret, accessToken string) *Fa
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(map[string]any{"access_token": f.AccessToken, "expires_in": 3600, "ext_expires_in": 3600, "token_type": "Bearer"})
+			expiresOn := time.Now().Add(time.Hour).Unix()
+			json.NewEncoder(w).Encode(map[string]any{"access_token": f.AccessToken, "expires_in": 3600, "ext_expires_in": 3600,
+				"expires_on": fmt.Sprint(expiresOn), "not_before": fmt.Sprint(expiresOn - 3600), "resource": req.Form.Get("resource"), "token_type": "Bearer"})
 		default:
 			http.NotFound(w, req)
 		}
@@ -387,6 +389,23 @@ func StartFakeEntraAuthority(t testing.TB, clientSecret, accessToken string) *Fa
 func (f *FakeEntraAuthority) Env() []string {
 	return []string{"AZURE_AUTHORITY_HOST=" + f.URL, "AZURE_TENANT_ID=" + f.TenantID,
 		"AZURE_CLIENT_ID=" + f.ClientID, "AZURE_CLIENT_SECRET=" + f.ClientSecret}
+}
+
+// EnvironmentFile writes a go-autorest environment file naming this
+// authority, for AZURE_ENVIRONMENT=AZURESTACKCLOUD and
+// AZURE_ENVIRONMENT_FILEPATH (how the docker-credential-acr-env binary is
+// pointed at an authority).
+func (f *FakeEntraAuthority) EnvironmentFile(t testing.TB) string {
+	t.Helper()
+	data, _ := json.Marshal(map[string]string{
+		"name": "AzureStackCloud", "activeDirectoryEndpoint": f.URL, "resourceManagerEndpoint": "https://management.azure.com/",
+		"tokenAudience": "https://management.azure.com/", "containerRegistryDNSSuffix": "azurecr.io",
+	})
+	path := filepath.Join(ReadableTempDir(t), "azure-environment.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // ACRExchange is a registry's /oauth2/exchange: it trades the authority's

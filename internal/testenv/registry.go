@@ -39,6 +39,7 @@ type Registry struct {
 	clientTLS  []tls.Certificate
 
 	Username, Password string // empty unless basic auth is required
+	anyUser            bool   // WithTokenAuth: only the password is checked
 
 	store  http.Handler // the bare registry, reached without auth, faults or logging
 	routes map[string]http.Handler
@@ -80,6 +81,7 @@ type registryConfig struct {
 	mtls         bool
 	clientCA     *CA
 	user, pass   string
+	anyUser      bool
 	faults       []Fault
 	certDir      string
 	errorLogging io.Writer
@@ -106,6 +108,13 @@ func WithClientCA(ca *CA) RegistryOption {
 // with `WWW-Authenticate: Basic realm=...`.
 func WithBasicAuth(user, password string) RegistryOption {
 	return func(c *registryConfig) { c.user, c.pass = user, password }
+}
+
+// WithTokenAuth requires HTTP basic auth whose password is token, under any
+// user name: the registry side of a credential helper's token (ECR's "AWS",
+// Google's "oauth2accesstoken", ACR's refresh-token user).
+func WithTokenAuth(token string) RegistryOption {
+	return func(c *registryConfig) { c.pass, c.anyUser = token, true }
 }
 
 // WithFault injects a fault from the first request on. Prefer
@@ -160,6 +169,7 @@ func NewRegistry(opts ...RegistryOption) (*Registry, error) {
 		Scheme:   "http",
 		Username: cfg.user,
 		Password: cfg.pass,
+		anyUser:  cfg.anyUser,
 		store:    registry.New(registry.Logger(log.New(io.Discard, "", 0))),
 		routes:   cfg.routes,
 	}
@@ -427,11 +437,11 @@ func (r *Registry) takeFault(req *http.Request) (int, bool) {
 }
 
 func (r *Registry) authorized(req *http.Request) bool {
-	if r.Username == "" {
+	if r.Username == "" && !r.anyUser {
 		return true
 	}
 	user, pass, ok := req.BasicAuth()
-	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1
+	userOK := r.anyUser || subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1
 	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) == 1
 	return ok && userOK && passOK
 }
