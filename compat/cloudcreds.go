@@ -88,7 +88,8 @@ func hostname(registry string) string {
 
 // envKeychain is the fork's `env` helper: KANIKO_<HOST>_USER and
 // KANIKO_<HOST>_PASSWORD, the host upper-cased with '.' and '-' as '_',
-// tried from the full name down to its last label.
+// tried from the full name down to its last label. Beyond the fork, a
+// registry with a port also matches with ':' as '_' and without the port.
 type envKeychain struct{ env credentialEnv }
 
 func (k *envKeychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
@@ -101,7 +102,7 @@ func (k *envKeychain) Resolve(target authn.Resource) (authn.Authenticator, error
 // envHelperVariable is the KANIKO_<suffix>_USER variable that answers for
 // registry, or "".
 func (e credentialEnv) envHelperVariable(registry string) string {
-	for _, host := range []string{registry, strings.ReplaceAll(registry, ":", "_")} {
+	for _, host := range []string{registry, strings.ReplaceAll(registry, ":", "_"), hostname(registry)} {
 		labels := strings.Split(strings.ToUpper(strings.ReplaceAll(host, "-", "_")), ".")
 		for i := range labels {
 			prefix := "KANIKO_" + strings.Join(labels[i:], "_")

@@ -104,4 +104,3 @@ func TestAzureBlobContextFromFake(t *testing.T) {
 	assertNoSecret(t, fake.Key, "the error", msg)
 	assertNoSecret(t, "d3Jvbmcta2V5", "the error", msg)
 }
-

@@ -3,8 +3,8 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
@@ -360,8 +361,8 @@ func (r *Registry) Transport() *http.Transport {
 // registry as a well-configured client: CA trusted, client cert, credentials.
 func (r *Registry) RemoteOptions() []remote.Option {
 	auth := authn.Anonymous
-	if r.Username != "" {
-		auth = &authn.Basic{Username: r.Username, Password: r.Password}
+	if r.Username != "" || r.anyUser {
+		auth = &authn.Basic{Username: cmp.Or(r.Username, "test"), Password: r.Password}
 	}
 	return []remote.Option{remote.WithTransport(r.Transport()), remote.WithAuth(auth)}
 }
