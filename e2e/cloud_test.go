@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -267,4 +269,66 @@ func slicesWithout(env []string, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// TestCredentialHelperBinaries: config.json's credHelpers run the helper
+// binaries make build puts next to the executor (as kiln's image has them
+// in /kaniko), with the in-process helpers off (--credential-helpers=).
+func TestCredentialHelperBinaries(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	bin := filepath.Dir(testenv.Binaries(t).Executor)
+	proxy := testenv.StartProxy(t)
+	awsCreds := testenv.AWSCredentials{AccessKeyID: "AKIDBINKILN", SecretAccessKey: "bin-aws-secret-key"}
+	ecrAPI := testenv.StartFakeECR(t, awsCreds, "bin-ecr-token")
+	google := testenv.StartFakeGoogleTokenEndpoint(t, "ya29.bin-google-token")
+	entra := testenv.StartFakeEntraAuthority(t, "bin-entra-secret", "bin-entra-token")
+	clouds := []struct {
+		helper string
+		reg    cloudRegistry
+	}{
+		{"ecr-login", startCloudRegistry(t, proxy, "123456789012.dkr.ecr.us-east-1.amazonaws.com", ecrAPI.Password)},
+		{"gcr", startCloudRegistry(t, proxy, "gcr.io", google.AccessToken, testenv.WithTokenCheck(google.Accepts))},
+		{"acr-env", startCloudRegistry(t, proxy, "kilnbin.azurecr.io", "bin-acr-refresh-token",
+			testenv.WithRoute("/oauth2/exchange", testenv.ACRExchange(entra.AccessToken, "bin-acr-refresh-token")))},
+	}
+	credHelpers := map[string]string{}
+	cas := []*testenv.CA{entra.CA}
+	for _, c := range clouds {
+		credHelpers[c.reg.host] = c.helper
+		cas = append(cas, c.reg.reg.CA)
+	}
+	dockerDir := testenv.ReadableTempDir(t)
+	config, _ := json.Marshal(map[string]any{"credHelpers": credHelpers})
+	if err := os.WriteFile(filepath.Join(dockerDir, "config.json"), config, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// As kiln's image configures docker-credential-gcr: tokens from the environment.
+	gcrConfig := filepath.Join(testenv.ReadableTempDir(t), "docker_credential_gcr_config.json")
+	if err := os.WriteFile(gcrConfig, []byte(`{"TokenSources":["env"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append(proxy.Env(), append(awsCreds.Env(),
+		"PATH="+bin+":"+os.Getenv("PATH"), "DOCKER_CONFIG="+dockerDir,
+		"AWS_ENDPOINT_URL_ECR="+ecrAPI.URL, "AWS_ECR_DISABLE_CACHE=true",
+		"GOOGLE_APPLICATION_CREDENTIALS="+google.ServiceAccountJSON(t, false),
+		"DOCKER_CREDENTIAL_GCR_CONFIG="+gcrConfig,
+		"AZURE_ENVIRONMENT=AZURESTACKCLOUD", "AZURE_ENVIRONMENT_FILEPATH="+entra.EnvironmentFile(t),
+		"AZURE_TENANT_ID="+entra.TenantID, "AZURE_CLIENT_ID="+entra.ClientID, "AZURE_CLIENT_SECRET="+entra.ClientSecret,
+		"SSL_CERT_FILE="+testenv.CABundle(t, cas...))...)
+	m := mode{name: "root"}
+	for _, c := range clouds {
+		t.Run(c.helper, func(t *testing.T) {
+			state := m.stateDir(t)
+			marker := "binary-" + c.helper
+			args := []string{"--context", baseDockerfile(t, c.reg.host+"/base/busybox", marker), "--credential-helpers=",
+				"--destination", c.reg.host + "/apps/bin:1", "--registry-certificate", c.reg.host + "=" + c.reg.reg.CAFile}
+			r := m.run(t, state, args, append(append(isolatedCloudEnv(state), env...), "HOME="+state)...)
+			r.mustSucceed(t)
+			if got := rootFile(t, c.reg.reg.Pull(t, "apps/bin:1"), "marker"); got != marker+"\n" {
+				t.Errorf("/marker = %q, want %q", got, marker+"\n")
+			}
+			assertNoSecretAnywhere(t, r, nil, awsCreds.SecretAccessKey, entra.ClientSecret, c.reg.token)
+		})
+	}
 }

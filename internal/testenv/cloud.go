@@ -236,13 +236,21 @@ func StartFakeECR(t testing.TB, creds AWSCredentials, password string) *FakeECR 
 		mu.Lock()
 		calls++
 		mu.Unlock()
-		token := base64.StdEncoding.EncodeToString([]byte("AWS:" + password))
+		var input struct {
+			RegistryIDs []string `json:"registryIds"`
+		}
+		json.NewDecoder(req.Body).Decode(&input)
+		region := strings.Split(req.Header.Get("Authorization"), "/")[2]
+		var data []map[string]any
+		for _, id := range input.RegistryIDs {
+			data = append(data, map[string]any{
+				"authorizationToken": base64.StdEncoding.EncodeToString([]byte("AWS:" + password)),
+				"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
+				"proxyEndpoint":      "https://" + id + ".dkr.ecr." + region + ".amazonaws.com",
+			})
+		}
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-		json.NewEncoder(w).Encode(map[string]any{"authorizationData": []map[string]any{{
-			"authorizationToken": token,
-			"expiresAt":          float64(time.Now().Add(12 * time.Hour).Unix()),
-			"proxyEndpoint":      "https://ecr.example",
-		}}})
+		json.NewEncoder(w).Encode(map[string]any{"authorizationData": data})
 	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if code, ok := verifySigV4(req, creds, "ecr"); !ok {
@@ -285,19 +293,31 @@ func (f *FakeGoogleTokenEndpoint) serve(w http.ResponseWriter, req *http.Request
 		oauthError(w, "unsupported_grant_type")
 		return
 	}
-	parts := strings.Split(req.Form.Get("assertion"), ".")
-	if len(parts) != 3 {
-		oauthError(w, "invalid_grant")
-		return
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err != nil || rsa.VerifyPKCS1v15(&f.key.PublicKey, crypto.SHA256, digest[:], sig) != nil {
+	if !f.signedByServiceAccount(req.Form.Get("assertion")) {
 		oauthError(w, "invalid_grant")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"access_token": f.AccessToken, "expires_in": 3600, "token_type": "Bearer"})
+}
+
+// signedByServiceAccount checks a JWT's RS256 signature against the
+// service account's key.
+func (f *FakeGoogleTokenEndpoint) signedByServiceAccount(jwt string) bool {
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	return err == nil && rsa.VerifyPKCS1v15(&f.key.PublicKey, crypto.SHA256, digest[:], sig) == nil
+}
+
+// Accepts is how a Google registry checks a credential: the access token
+// this endpoint issued, or a JWT the service account signed itself (what
+// docker-credential-gcr sends).
+func (f *FakeGoogleTokenEndpoint) Accepts(secret string) bool {
+	return secret == f.AccessToken || f.signedByServiceAccount(secret)
 }
 
 func oauthError(w http.ResponseWriter, code string) {

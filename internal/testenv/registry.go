@@ -1,9 +1,10 @@
 package testenv
 
 import (
-	"cmp"
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,8 +41,9 @@ type Registry struct {
 	ClientCert KeyPair
 	clientTLS  []tls.Certificate
 
-	Username, Password string // empty unless basic auth is required
-	anyUser            bool   // WithTokenAuth: only the password is checked
+	Username, Password string            // empty unless basic auth is required
+	tokenCheck         func(string) bool // WithTokenAuth: the secret a helper returned
+	issued             map[string]bool   // access tokens the realm issued
 
 	store  http.Handler // the bare registry, reached without auth, faults or logging
 	routes map[string]http.Handler
@@ -82,7 +85,7 @@ type registryConfig struct {
 	mtls         bool
 	clientCA     *CA
 	user, pass   string
-	anyUser      bool
+	tokenCheck   func(string) bool
 	faults       []Fault
 	certDir      string
 	errorLogging io.Writer
@@ -111,11 +114,19 @@ func WithBasicAuth(user, password string) RegistryOption {
 	return func(c *registryConfig) { c.user, c.pass = user, password }
 }
 
-// WithTokenAuth requires HTTP basic auth whose password is token, under any
-// user name: the registry side of a credential helper's token (ECR's "AWS",
-// Google's "oauth2accesstoken", ACR's refresh-token user).
+// WithTokenAuth makes the registry demand token as a cloud registry does:
+// a Bearer challenge whose realm (/token) issues access tokens for token
+// given as a basic-auth password (any user), an OAuth password grant or a
+// refresh-token grant; basic auth with token is also accepted directly, as
+// ECR does.
 func WithTokenAuth(token string) RegistryOption {
-	return func(c *registryConfig) { c.pass, c.anyUser = token, true }
+	return WithTokenCheck(func(secret string) bool { return subtle.ConstantTimeCompare([]byte(secret), []byte(token)) == 1 })
+}
+
+// WithTokenCheck is WithTokenAuth with a check of the presented secret (a
+// signed JWT, for example).
+func WithTokenCheck(check func(secret string) bool) RegistryOption {
+	return func(c *registryConfig) { c.tokenCheck = check }
 }
 
 // WithFault injects a fault from the first request on. Prefer
@@ -167,12 +178,13 @@ func NewRegistry(opts ...RegistryOption) (*Registry, error) {
 		o(&cfg)
 	}
 	reg := &Registry{
-		Scheme:   "http",
-		Username: cfg.user,
-		Password: cfg.pass,
-		anyUser:  cfg.anyUser,
-		store:    registry.New(registry.Logger(log.New(io.Discard, "", 0))),
-		routes:   cfg.routes,
+		Scheme:     "http",
+		Username:   cfg.user,
+		Password:   cfg.pass,
+		tokenCheck: cfg.tokenCheck,
+		issued:     map[string]bool{},
+		store:      registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		routes:     cfg.routes,
 	}
 	for _, f := range cfg.faults {
 		if err := reg.InjectFault(f); err != nil {
@@ -361,10 +373,21 @@ func (r *Registry) Transport() *http.Transport {
 // registry as a well-configured client: CA trusted, client cert, credentials.
 func (r *Registry) RemoteOptions() []remote.Option {
 	auth := authn.Anonymous
-	if r.Username != "" || r.anyUser {
-		auth = &authn.Basic{Username: cmp.Or(r.Username, "test"), Password: r.Password}
+	if r.Username != "" {
+		auth = &authn.Basic{Username: r.Username, Password: r.Password}
+	}
+	if r.tokenCheck != nil {
+		auth = authn.FromConfig(authn.AuthConfig{RegistryToken: r.adminToken()})
 	}
 	return []remote.Option{remote.WithTransport(r.Transport()), remote.WithAuth(auth)}
+}
+
+// adminToken issues an access token for the test's own requests.
+func (r *Registry) adminToken() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.issued["test-admin"] = true
+	return "test-admin"
 }
 
 // Pull fetches an image through the network path (logged, subject to faults).
@@ -415,8 +438,16 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		h.ServeHTTP(recorder, req)
 		return
 	}
+	if r.tokenCheck != nil && req.URL.Path == "/token" {
+		r.issueToken(recorder, req)
+		return
+	}
 	if !r.authorized(req) {
-		recorder.Header().Set("WWW-Authenticate", `Basic realm="kiln test registry"`)
+		challenge := `Basic realm="kiln test registry"`
+		if r.tokenCheck != nil {
+			challenge = fmt.Sprintf(`Bearer realm="%s://%s/token",service="%s"`, r.Scheme, req.Host, req.Host)
+		}
+		recorder.Header().Set("WWW-Authenticate", challenge)
 		writeRegistryError(recorder, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}
@@ -438,13 +469,50 @@ func (r *Registry) takeFault(req *http.Request) (int, bool) {
 }
 
 func (r *Registry) authorized(req *http.Request) bool {
-	if r.Username == "" && !r.anyUser {
+	if r.tokenCheck != nil {
+		if bearer, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.issued[bearer]
+		}
+		_, pass, ok := req.BasicAuth()
+		return ok && r.tokenCheck(pass)
+	}
+	if r.Username == "" {
 		return true
 	}
 	user, pass, ok := req.BasicAuth()
-	userOK := r.anyUser || subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1
+	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1
 	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) == 1
 	return ok && userOK && passOK
+}
+
+// issueToken is the Bearer realm: an access token for the helper's secret,
+// sent as a basic-auth password (GET) or an OAuth password or refresh-token
+// grant (POST), the forms registry clients use.
+func (r *Registry) issueToken(w http.ResponseWriter, req *http.Request) {
+	_, secret, _ := req.BasicAuth()
+	if req.Method == http.MethodPost {
+		req.ParseForm()
+		switch req.Form.Get("grant_type") {
+		case "password":
+			secret = req.Form.Get("password")
+		case "refresh_token":
+			secret = req.Form.Get("refresh_token")
+		}
+	}
+	if secret == "" || !r.tokenCheck(secret) {
+		writeRegistryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid credentials")
+		return
+	}
+	issued := make([]byte, 16)
+	rand.Read(issued)
+	token := hex.EncodeToString(issued)
+	r.mu.Lock()
+	r.issued[token] = true
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"token": token, "access_token": token, "expires_in": 300})
 }
 
 func writeRegistryError(w http.ResponseWriter, status int, code, message string) {
