@@ -16,6 +16,7 @@ import (
 	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sirupsen/logrus"
 )
 
 // credentialEnv is the process environment seen by the keychain; tests swap it.
@@ -58,6 +59,10 @@ func Keychain(dockerConfigDir string) authn.Keychain {
 // fork after config.json, in its order: env (KANIKO_<HOST>_USER), google,
 // ecr, acr, gitlab, each only for its own registries.
 func NewKeychain(o CredentialOptions) authn.Keychain {
+	_, unknown := SelectedHelpers(o.Helpers)
+	for _, name := range unknown {
+		logrus.Warnf("--credential-helpers: unknown helper %q skipped; use %s", name, strings.Join(AllCredentialHelpers, ", "))
+	}
 	return processEnv.keychain(o)
 }
 
