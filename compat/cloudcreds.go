@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/smithy-go"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
 
@@ -73,9 +74,22 @@ func SelectedHelpers(flagValues []string) (selected, unknown []string) {
 	return selected, unknown
 }
 
-// helperError names the helper and the registry, never a credential.
+// HelperError is a credential helper's failure; it names the helper and
+// the registry, never a credential.
+type HelperError struct {
+	Helper, Registry string
+	Err              error
+	Fix              string
+}
+
+func (e *HelperError) Error() string {
+	return fmt.Sprintf("credential helper %s for %s: %v; %s", e.Helper, e.Registry, e.Err, e.Fix)
+}
+
+func (e *HelperError) Unwrap() error { return e.Err }
+
 func helperError(helper, host string, err error, fix string) error {
-	return fmt.Errorf("credential helper %s for %s: %v; %s", helper, host, err, fix)
+	return &HelperError{Helper: helper, Registry: host, Err: err, Fix: fix}
 }
 
 // hostname is a registry name without its port.
@@ -220,6 +234,10 @@ func (k *ecrKeychain) Resolve(target authn.Resource) (authn.Authenticator, error
 	}
 	const fix = "give the Job AWS credentials allowed to call ecr:GetAuthorizationToken (IRSA, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
 	out, err := ecr.NewFromConfig(awsCfg).GetAuthorizationToken(ctx, &ecr.GetAuthorizationTokenInput{RegistryIds: []string{account}})
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		err = fmt.Errorf("the ECR API refused GetAuthorizationToken (%s: %s)", apiErr.ErrorCode(), apiErr.ErrorMessage())
+	}
 	if err != nil {
 		return nil, helperError(HelperECR, host, err, fix)
 	}
