@@ -26,10 +26,10 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/sirupsen/logrus"
-
-	"github.com/kilnbuild/kiln/compat/buildcontext"
 	"golang.org/x/oauth2"
 	googleauth "golang.org/x/oauth2/google"
+
+	"github.com/kilnbuild/kiln/compat/buildcontext"
 )
 
 // The in-process credential helpers of the maintained Kaniko fork, in its
@@ -46,29 +46,24 @@ const (
 var AllCredentialHelpers = []string{HelperEnv, HelperGoogle, HelperECR, HelperACR, HelperGitLab}
 
 // SelectedHelpers turns --credential-helpers occurrences (each may hold a
-// comma-separated list) into the helpers to use, in resolution order. nil
-// means the flag was not given: every helper. An empty value turns all off.
-// Unknown names are returned in unknown, to be warned about like the fork does.
+// comma-separated list) into the helpers to use, in the order given, as the
+// fork resolves them. nil means the flag was not given: every helper, in
+// AllCredentialHelpers' order. An empty value turns all off. Unknown names
+// are returned in unknown, to be warned about like the fork does.
 func SelectedHelpers(flagValues []string) (selected, unknown []string) {
 	if flagValues == nil {
 		return slices.Clone(AllCredentialHelpers), nil
 	}
-	asked := map[string]bool{}
 	for _, v := range flagValues {
 		for _, name := range strings.Split(v, ",") {
 			name = strings.TrimSpace(name)
 			switch {
-			case name == "":
+			case name == "", slices.Contains(selected, name):
 			case slices.Contains(AllCredentialHelpers, name):
-				asked[name] = true
+				selected = append(selected, name)
 			default:
 				unknown = append(unknown, name)
 			}
-		}
-	}
-	for _, name := range AllCredentialHelpers {
-		if asked[name] {
-			selected = append(selected, name)
 		}
 	}
 	return selected, unknown
@@ -148,10 +143,9 @@ func isGoogleRegistry(registry string) bool {
 // Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's
 // well-known file, the metadata server of GKE workload identity).
 type googleKeychain struct {
+	env    credentialEnv
 	once   sync.Once
 	tokens oauth2.TokenSource // nil when no credentials were found
-	source string
-	err    error
 }
 
 const googleScope = "https://www.googleapis.com/auth/cloud-platform"
@@ -168,7 +162,6 @@ func (k *googleKeychain) Resolve(target authn.Resource) (authn.Authenticator, er
 			return
 		}
 		k.tokens = oauth2.ReuseTokenSource(nil, creds.TokenSource)
-		k.source = googleCredentialOrigin()
 	})
 	if k.tokens == nil {
 		return authn.Anonymous, nil
@@ -176,17 +169,9 @@ func (k *googleKeychain) Resolve(target authn.Resource) (authn.Authenticator, er
 	token, err := k.tokens.Token()
 	if err != nil {
 		return nil, helperError(HelperGoogle, host, tokenError(err),
-			"check the credentials of "+k.source+" (service account key, workload identity binding)")
+			"check "+k.env.googleCredentialSource()+" (service account key, workload identity binding)")
 	}
 	return &authn.Basic{Username: "oauth2accesstoken", Password: token.AccessToken}, nil
-}
-
-// googleCredentialOrigin names where Application Default Credentials come from.
-func googleCredentialOrigin() string {
-	if f := os.Getenv("GOOGLE_APPLICATION_CREDENTIALS"); f != "" {
-		return "GOOGLE_APPLICATION_CREDENTIALS (" + f + ")"
-	}
-	return "Application Default Credentials"
 }
 
 // tokenError keeps an OAuth failure's status and error code but drops the

@@ -72,7 +72,8 @@ func TestSelectedHelpers(t *testing.T) {
 	}{
 		{nil, AllCredentialHelpers, nil},
 		{[]string{""}, nil, nil},
-		{[]string{"gitlab,ecr"}, []string{"ecr", "gitlab"}, nil},
+		{[]string{"gitlab,ecr"}, []string{"gitlab", "ecr"}, nil},
+		{[]string{"ecr", "ecr,env"}, []string{"ecr", "env"}, nil},
 		{[]string{"env", "acr", "docker"}, []string{"env", "acr"}, []string{"docker"}},
 	} {
 		got, unknown := SelectedHelpers(tc.flag)

@@ -74,7 +74,7 @@ func (e credentialEnv) keychain(o CredentialOptions) authn.Keychain {
 		case HelperEnv:
 			chain = append(chain, &envKeychain{env: e})
 		case HelperGoogle:
-			chain = append(chain, &googleKeychain{})
+			chain = append(chain, &googleKeychain{env: e})
 		case HelperECR:
 			chain = append(chain, &ecrKeychain{})
 		case HelperACR:
