@@ -101,11 +101,12 @@ func TestCloudRegistryCredentialHelpers(t *testing.T) {
 		reg     cloudRegistry
 		env     []string
 		secrets []string
+		cache   bool // also export the layer cache to the registry
 	}{
-		{"ecr", ecr, append(awsCreds.Env(), "AWS_ENDPOINT_URL_ECR="+ecrAPI.URL), []string{awsCreds.SecretAccessKey}},
-		{"google", gar, []string{"GOOGLE_APPLICATION_CREDENTIALS=" + serviceAccount}, nil},
-		{"acr", acr, append(entra.Env(), "SSL_CERT_FILE="+bundle), []string{entra.ClientSecret, entra.AccessToken}},
-		{"env", envReg, []string{"KANIKO_CORP_EXAMPLE_USER=builder", "KANIKO_CORP_EXAMPLE_PASSWORD=" + envReg.token}, nil},
+		{"ecr", ecr, append(awsCreds.Env(), "AWS_ENDPOINT_URL_ECR="+ecrAPI.URL), []string{awsCreds.SecretAccessKey}, true},
+		{"google", gar, []string{"GOOGLE_APPLICATION_CREDENTIALS=" + serviceAccount}, nil, false},
+		{"acr", acr, append(entra.Env(), "SSL_CERT_FILE="+bundle), []string{entra.ClientSecret, entra.AccessToken}, true},
+		{"env", envReg, []string{"KANIKO_CORP_EXAMPLE_USER=builder", "KANIKO_CORP_EXAMPLE_PASSWORD=" + envReg.token}, nil, false},
 	}
 	forEachMode(t, func(t *testing.T, m mode) {
 		for _, tc := range cases {
@@ -115,6 +116,10 @@ func TestCloudRegistryCredentialHelpers(t *testing.T) {
 				state := m.stateDir(t)
 				args := []string{"--context", baseDockerfile(t, tc.reg.host+"/base/busybox", marker),
 					"--destination", dest, "--registry-certificate", tc.reg.host + "=" + tc.reg.reg.CAFile}
+				cacheRepo := "cache/" + tc.name + "-" + m.name
+				if tc.cache {
+					args = append(args, "--cache=true", "--cache-repo", tc.reg.host+"/"+cacheRepo)
+				}
 				env := append(append(append(isolatedCloudEnv(state), proxy.Env()...), tc.env...), "HOME="+state)
 				r := m.run(t, state, args, env...)
 				r.mustSucceed(t)
@@ -131,6 +136,9 @@ func TestCloudRegistryCredentialHelpers(t *testing.T) {
 				}
 				if !pulledBlob {
 					t.Error("the base image's blobs were never pulled with the helper's token")
+				}
+				if tc.cache && len(tc.reg.reg.Tags(cacheRepo)) == 0 {
+					t.Errorf("no cache was exported to %s with the helper's token", cacheRepo)
 				}
 				assertNoSecretAnywhere(t, r, img, append(tc.secrets, tc.reg.token)...)
 			})
