@@ -10,7 +10,14 @@ export CGO_ENABLED := 0
 
 all: build
 
-build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/buildkitd $(BIN)/rootlesskit
+# Kaniko's image carries these credential helpers for config.json's credsStore
+# and credHelpers; each is built from its own module at the version pinned here.
+ECR_LOGIN_HELPER := github.com/awslabs/amazon-ecr-credential-helper/ecr-login/cli/docker-credential-ecr-login@v0.13.0
+GCR_HELPER := github.com/GoogleCloudPlatform/docker-credential-gcr/v2@v2.2.1
+ACR_ENV_HELPER := github.com/chrismellard/docker-credential-acr-env@v0.0.0-20230304212654-82a0ddb27589
+HELPERS := $(BIN)/docker-credential-ecr-login $(BIN)/docker-credential-gcr $(BIN)/docker-credential-acr-env
+
+build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/buildkitd $(BIN)/rootlesskit $(HELPERS)
 
 $(BIN)/executor: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
@@ -28,6 +35,15 @@ $(BIN)/buildkitd: go.mod go.sum
 
 $(BIN)/rootlesskit: go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit
+
+$(BIN)/docker-credential-ecr-login: Makefile
+	GOBIN=$(abspath $(BIN)) $(GO) install -trimpath -ldflags '-s -w' $(ECR_LOGIN_HELPER)
+
+$(BIN)/docker-credential-gcr: Makefile
+	GOBIN=$(abspath $(BIN)) $(GO) install -trimpath -ldflags '-s -w' $(GCR_HELPER)
+
+$(BIN)/docker-credential-acr-env: Makefile
+	GOBIN=$(abspath $(BIN)) $(GO) install -trimpath -ldflags '-s -w' $(ACR_ENV_HELPER)
 
 deps:
 	./hack/install-deps.sh

@@ -90,7 +90,6 @@ func TestBadInputIsOneLineExitOne(t *testing.T) {
 		{[]string{"--no-push", "--image-name-with-digest-file=/out/names"}, "Error: you must provide --destination if setting ImageNameDigestFile"},
 		{[]string{"--no-push", "-v", "chatty"}, `Error: --verbosity="chatty" is not a log level`},
 		{[]string{"--no-push", "no-such-command"}, `Error: unexpected argument "no-such-command"`},
-		{[]string{"--no-push", "--bucket=b", "--context=gs://b/ctx.tar.gz"}, "Error: --bucket is not supported by kiln"},
 	}
 	for _, c := range cases {
 		engine := &fakeEngine{}

@@ -68,16 +68,6 @@ func ClassifyContext(opts *flagmap.Options) (ContextSource, error) {
 	return src, nil
 }
 
-// Fetchable reports whether kiln can fetch this kind of remote context;
-// gs://, s3:// and Azure Blob Storage are not supported yet.
-func (src ContextSource) Fetchable() bool {
-	switch src.Scheme {
-	case "tar", "https", "git":
-		return true
-	}
-	return false
-}
-
 // ResolveContext turns --context/--bucket/--context-sub-path into a local
 // directory. Like Kaniko, --context-sub-path applies only to scheme
 // contexts (dir:// included) and is ignored for a plain directory.

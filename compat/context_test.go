@@ -72,11 +72,7 @@ func TestResolveContextErrors(t *testing.T) {
 		{"missing tar", flagmap.Options{Context: "tar://" + filepath.Join(dir, "context.tar.gz")}, []string{"--context tar://", "no such file"}},
 		{"tar stdin without input", flagmap.Options{Context: "tar://stdin"}, []string{"--context tar://stdin", "standard input"}},
 		{"unreachable git", flagmap.Options{Context: "git://127.0.0.1:1/org/repo.git#refs/heads/main"}, []string{"--context git://127.0.0.1:1/org/repo.git", "git clone failed"}},
-		{"gs", flagmap.Options{Context: "gs://bucket/ctx.tar.gz"}, []string{"gs:// build contexts are not yet supported"}},
-		{"s3", flagmap.Options{Context: "s3://bucket/ctx.tar.gz"}, []string{"s3:// build contexts are not yet supported"}},
 		{"unreachable https", flagmap.Options{Context: "https://127.0.0.1:1/ctx.tar.gz"}, []string{"--context https://127.0.0.1:1/ctx.tar.gz", "downloading"}},
-		{"azure", flagmap.Options{Context: "https://acct.blob.core.windows.net/c/ctx.tar.gz"}, []string{"Azure Blob Storage build contexts are not yet supported"}},
-		{"bucket", flagmap.Options{Bucket: "my-bucket"}, []string{"--bucket gs://my-bucket", "gs:// build contexts are not yet supported"}},
 		{"bucket overrides a scheme context", flagmap.Options{Context: "dir://" + dir, Bucket: "s3://b/k"}, []string{"--bucket s3://b/k"}},
 		{"unknown scheme", flagmap.Options{Context: "http://example.com/ctx.tar.gz"}, []string{UnknownContextPrefixError}},
 	} {

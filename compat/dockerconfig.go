@@ -3,9 +3,11 @@ package compat
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/docker/cli/cli/config"
@@ -14,6 +16,7 @@ import (
 	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sirupsen/logrus"
 )
 
 // credentialEnv is the process environment seen by the keychain; tests swap it.
@@ -21,9 +24,22 @@ type credentialEnv struct {
 	getenv   func(string) string
 	homeDir  func() (string, error)
 	lookPath func(string) (string, error)
+	// entraClient reaches Microsoft Entra ID; nil is the default client.
+	entraClient *http.Client
 }
 
 var processEnv = credentialEnv{getenv: os.Getenv, homeDir: os.UserHomeDir, lookPath: exec.LookPath}
+
+// CredentialOptions select and configure kiln's credential sources.
+type CredentialOptions struct {
+	// DockerConfigDir holds config.json (see Keychain).
+	DockerConfigDir string
+	// Helpers is --credential-helpers as given; nil means every helper.
+	Helpers []string
+	// Transport reaches a registry (ACR's token exchange); nil means
+	// http.DefaultTransport.
+	Transport func(host string) http.RoundTripper
+}
 
 // Keychain resolves registry credentials like Kaniko: config.json (through
 // docker/cli, so credsStore and credHelpers run docker-credential-* from
@@ -36,14 +52,38 @@ var processEnv = credentialEnv{getenv: os.Getenv, homeDir: os.UserHomeDir, lookP
 // only when the DOCKER_CONFIG directory has none (Kaniko's slim image), then
 // to $REGISTRY_AUTH_FILE and Podman's auth.json.
 func Keychain(dockerConfigDir string) authn.Keychain {
-	return processEnv.keychain(dockerConfigDir)
+	return NewKeychain(CredentialOptions{DockerConfigDir: dockerConfigDir})
 }
 
-func (e credentialEnv) keychain(dockerConfigDir string) authn.Keychain {
-	return authn.NewMultiKeychain(
-		&configKeychain{env: e, dir: dockerConfigDir},
-		&gitlabKeychain{env: e},
-	)
+// NewKeychain is Keychain with the in-process helpers of the maintained
+// fork after config.json, in its order: env (KANIKO_<HOST>_USER), google,
+// ecr, acr, gitlab, each only for its own registries.
+func NewKeychain(o CredentialOptions) authn.Keychain {
+	_, unknown := SelectedHelpers(o.Helpers)
+	for _, name := range unknown {
+		logrus.Warnf("--credential-helpers: unknown helper %q skipped; use %s", name, strings.Join(AllCredentialHelpers, ", "))
+	}
+	return processEnv.keychain(o)
+}
+
+func (e credentialEnv) keychain(o CredentialOptions) authn.Keychain {
+	chain := []authn.Keychain{&configKeychain{env: e, dir: o.DockerConfigDir}}
+	helpers, _ := SelectedHelpers(o.Helpers)
+	for _, helper := range helpers {
+		switch helper {
+		case HelperEnv:
+			chain = append(chain, &envKeychain{env: e})
+		case HelperGoogle:
+			chain = append(chain, &googleKeychain{env: e})
+		case HelperECR:
+			chain = append(chain, &ecrKeychain{})
+		case HelperACR:
+			chain = append(chain, &acrKeychain{env: e, transport: o.Transport})
+		case HelperGitLab:
+			chain = append(chain, &gitlabKeychain{env: e})
+		}
+	}
+	return authn.NewMultiKeychain(chain...)
 }
 
 // credentialFile finds the file holding credentials, or "" when none exists.
@@ -158,11 +198,12 @@ func (e credentialEnv) gitlabRegistryMatches(host string) bool {
 // CredentialSource says where a credential for registryHost would come from,
 // without reading any secret, running any helper or printing a value. ok is
 // false when the push or pull would be anonymous (or the helper is missing).
-func CredentialSource(dockerConfigDir, registryHost string) (string, bool) {
-	return processEnv.credentialSource(dockerConfigDir, registryHost)
+func CredentialSource(o CredentialOptions, registryHost string) (string, bool) {
+	return processEnv.credentialSource(o, registryHost)
 }
 
-func (e credentialEnv) credentialSource(dockerConfigDir, registryHost string) (string, bool) {
+func (e credentialEnv) credentialSource(o CredentialOptions, registryHost string) (string, bool) {
+	dockerConfigDir := o.DockerConfigDir
 	host := registryHost
 	if reg, err := name.NewRegistry(registryHost); err == nil {
 		host = reg.RegistryStr()
@@ -196,7 +237,13 @@ func (e credentialEnv) credentialSource(dockerConfigDir, registryHost string) (s
 			return e.helperSource(cf.CredentialsStore, fmt.Sprintf("credsStore in %s", path))
 		}
 	}
-	if e.gitlabRegistryMatches(host) {
+	helpers, _ := SelectedHelpers(o.Helpers)
+	for _, helper := range helpers {
+		if source, ok, answers := e.helperCredentialSource(helper, host); answers {
+			return source, ok
+		}
+	}
+	if slices.Contains(helpers, HelperGitLab) && e.gitlabRegistryMatches(host) {
 		if e.getenv("CI_REGISTRY_USER") != "" && e.getenv("CI_REGISTRY_PASSWORD") != "" {
 			return "GitLab CI job credentials (CI_REGISTRY_USER for $CI_REGISTRY)", true
 		}

@@ -54,7 +54,7 @@ func TestKeychainConfigJSON(t *testing.T) {
 		"registry.example.com:5000":{"auth":"`+auth+`"},
 		"https://other.example.com":{"username":"u","password":"p"},
 		"https://index.docker.io/v1/":{"auth":"`+auth+`"}}}`)
-	kc := fakeEnv(t, nil).keychain(dir)
+	kc := fakeEnv(t, nil).keychain(CredentialOptions{DockerConfigDir: dir})
 
 	for ref, wantUser := range map[string]string{
 		"registry.example.com:5000/group/app:1": "ci",
@@ -87,12 +87,12 @@ func TestKeychainHomeFallbackAndPrecedence(t *testing.T) {
 	configDir := t.TempDir()
 
 	// No config in DOCKER_CONFIG: $HOME/.docker/config.json is used.
-	if cfg := resolveBasic(t, env.keychain(configDir), "home.example.com/app"); cfg == nil || cfg.Username != "h" {
+	if cfg := resolveBasic(t, env.keychain(CredentialOptions{DockerConfigDir: configDir}), "home.example.com/app"); cfg == nil || cfg.Username != "h" {
 		t.Fatalf("home fallback: %+v", cfg)
 	}
 	// A config in DOCKER_CONFIG wins, as in Kaniko.
 	writeDockerConfig(t, configDir, `{"auths":{"dc.example.com":{"username":"d","password":"p"}}}`)
-	kc := env.keychain(configDir)
+	kc := env.keychain(CredentialOptions{DockerConfigDir: configDir})
 	if cfg := resolveBasic(t, kc, "home.example.com/app"); cfg != nil {
 		t.Errorf("home file read although DOCKER_CONFIG has a config: %+v", cfg)
 	}
@@ -105,7 +105,7 @@ func TestKeychainMalformedConfig(t *testing.T) {
 	dir := t.TempDir()
 	writeDockerConfig(t, dir, `{"auths":`)
 	r, _ := name.ParseReference("example.com/app")
-	_, err := fakeEnv(t, nil).keychain(dir).Resolve(r.Context())
+	_, err := fakeEnv(t, nil).keychain(CredentialOptions{DockerConfigDir: dir}).Resolve(r.Context())
 	if err == nil || !strings.Contains(err.Error(), "config.json") {
 		t.Fatalf("malformed config: error %v", err)
 	}
@@ -117,7 +117,7 @@ func TestKeychainGitLab(t *testing.T) {
 		"CI_REGISTRY_USER":     "gitlab-ci-token",
 		"CI_REGISTRY_PASSWORD": "job-token",
 	})
-	kc := env.keychain(t.TempDir())
+	kc := env.keychain(CredentialOptions{DockerConfigDir: t.TempDir()})
 	if cfg := resolveBasic(t, kc, "registry.gitlab.example.com/group/app:tag"); cfg == nil || cfg.Username != "gitlab-ci-token" || cfg.Password != "job-token" {
 		t.Errorf("GitLab registry: %+v", cfg)
 	}
@@ -142,7 +142,7 @@ func TestCredentialSource(t *testing.T) {
 		{"gitlab.example.com:5050", true, "GitLab CI job credentials"},
 		{"docker.io", false, "no credentials for index.docker.io"},
 	} {
-		got, ok := env.credentialSource(dir, tc.host)
+		got, ok := env.credentialSource(CredentialOptions{DockerConfigDir: dir}, tc.host)
 		if ok != tc.wantOK || !strings.Contains(got, tc.want) {
 			t.Errorf("%s: got %q %v, want %q %v", tc.host, got, ok, tc.want, tc.wantOK)
 		}
@@ -154,14 +154,14 @@ func TestCredentialSource(t *testing.T) {
 	}
 
 	env.lookPath = func(string) (string, error) { return "/usr/local/bin/docker-credential-ecr-login", nil }
-	if got, ok := env.credentialSource(dir, "123456789012.dkr.ecr.eu-west-1.amazonaws.com"); !ok || !strings.Contains(got, "credential helper docker-credential-ecr-login") {
+	if got, ok := env.credentialSource(CredentialOptions{DockerConfigDir: dir}, "123456789012.dkr.ecr.eu-west-1.amazonaws.com"); !ok || !strings.Contains(got, "credential helper docker-credential-ecr-login") {
 		t.Errorf("helper on PATH: %q %v", got, ok)
 	}
 }
 
 func TestCredentialSourceDockerAuthConfig(t *testing.T) {
 	env := fakeEnv(t, map[string]string{"DOCKER_AUTH_CONFIG": `{"auths":{"registry.example.com":{"auth":"dTpw"}}}`})
-	got, ok := env.credentialSource(t.TempDir(), "registry.example.com")
+	got, ok := env.credentialSource(CredentialOptions{DockerConfigDir: t.TempDir()}, "registry.example.com")
 	if !ok || !strings.Contains(got, "DOCKER_AUTH_CONFIG") || strings.Contains(got, "dTpw") {
 		t.Errorf("got %q %v", got, ok)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -409,4 +410,34 @@ func tomlStrings(values []string) string {
 		quoted[i] = tomlString(v)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// SessionAuthConfig answers BuildKit's session auth (the daemon's pulls,
+// pushes and cache requests) from kc, so every request of a build uses the
+// credentials kiln's own requests use. host is BuildKit's host name.
+func SessionAuthConfig(kc authn.Keychain) authprovider.AuthConfigProvider {
+	return func(ctx context.Context, host string, _ []string, _ authprovider.ExpireCachedAuthCheck) (types.AuthConfig, error) {
+		if host == authprovider.DockerHubRegistryHost || host == "docker.io" {
+			host = DockerHub
+		}
+		registry, err := name.NewRegistry(host, name.WeakValidation)
+		if err != nil {
+			return types.AuthConfig{}, err
+		}
+		auth, err := authn.Resolve(ctx, kc, registry)
+		if err != nil {
+			return types.AuthConfig{}, err
+		}
+		cfg, err := authn.Authorization(ctx, auth)
+		if err != nil {
+			return types.AuthConfig{}, err
+		}
+		return types.AuthConfig{
+			Username:      cfg.Username,
+			Password:      cfg.Password,
+			Auth:          cfg.Auth,
+			IdentityToken: cfg.IdentityToken,
+			RegistryToken: cfg.RegistryToken,
+		}, nil
+	}
 }

@@ -18,7 +18,8 @@ epoch=${SOURCE_DATE_EPOCH:-0}
 
 die() { echo "stage-rootfs: $*" >&2; exit 1; }
 
-for b in executor kiln-runc buildkitd rootlesskit; do
+helpers=(docker-credential-ecr-login docker-credential-gcr docker-credential-acr-env)
+for b in executor kiln-runc buildkitd rootlesskit "${helpers[@]}"; do
 	[[ -x $bindir/$b ]] || die "$bindir/$b is missing: run make build"
 	# The image has no libc for them: they must be static (CGO_ENABLED=0, as make build does).
 	ldd "$bindir/$b" >/dev/null 2>&1 && die "$bindir/$b is dynamically linked: rebuild it with make build (CGO_ENABLED=0)"
@@ -48,9 +49,16 @@ install_file() {
 # CA bundles into are world-writable so a non-root build user can too.
 install -d -m 0777 "$root/kaniko" "$root/kaniko/.docker" "$root/kaniko/ssl" "$root/kaniko/ssl/certs"
 install -d -m 0777 "$root/kaniko/buildkit"
-for b in executor kiln-runc buildkitd rootlesskit; do
+for b in executor kiln-runc buildkitd rootlesskit "${helpers[@]}"; do
 	install_file "$bindir/$b" "$root/kaniko/$b" 0755
 done
+# docker-credential-gcr reads Application Default Credentials (workload
+# identity, GOOGLE_APPLICATION_CREDENTIALS), configured where Kaniko's image
+# keeps it (the Dockerfile sets DOCKER_CREDENTIAL_GCR_CONFIG to this file).
+gcr_config=$root/kaniko/.config/gcloud/docker_credential_gcr_config.json
+install -d -m 0777 "$root/kaniko/.config" "$root/kaniko/.config/gcloud"
+DOCKER_CREDENTIAL_GCR_CONFIG=$gcr_config "$bindir/docker-credential-gcr" config --token-source=env >/dev/null
+chmod 0666 "$gcr_config"
 # The Mozilla bundle exactly as update-ca-certificates concatenates it, from
 # the package's files rather than this machine's possibly extended bundle.
 find "$cacerts" -name '*.crt' -print0 | LC_ALL=C sort -z | xargs -0 cat >"$root/kaniko/ssl/certs/ca-certificates.crt"

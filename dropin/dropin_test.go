@@ -7,11 +7,13 @@ package dropin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +196,8 @@ func TestDebugImageHasKanikoLayout(t *testing.T) {
 	img := loadImage(t, "kiln-debug.tar")
 	script := `set -e
 test -x /kaniko/executor && test -x /kaniko/kiln-runc && test -x /kaniko/buildkitd && test -x /kaniko/rootlesskit
+test -x /kaniko/docker-credential-ecr-login && test -x /kaniko/docker-credential-gcr && test -x /kaniko/docker-credential-acr-env
+test "$DOCKER_CREDENTIAL_GCR_CONFIG" = /kaniko/.config/gcloud/docker_credential_gcr_config.json && grep -q env "$DOCKER_CREDENTIAL_GCR_CONFIG"
 test -d /kaniko/.docker && test -f /kaniko/ssl/certs/ca-certificates.crt
 test "$(stat -c %a /kaniko)" = 777
 test "$DOCKER_CONFIG" = /kaniko/.docker/ && test "$SSL_CERT_DIR" = /kaniko/ssl/certs && test "$HOME" = /root
@@ -285,4 +289,98 @@ func assertPushed(t *testing.T, reg *testenv.Registry, repo, tag, log string) {
 		}
 	}
 	t.Fatalf("%s:%s was not pushed (tags %v); output:\n%s", repo, tag, reg.Tags(repo), fmt.Sprint(log))
+}
+
+// TestCloudCredentialHelperBinaries: config.json's credHelpers name
+// ecr-login, gcr and acr-env, as EKS, GKE and AKS Jobs write them, with the
+// in-process helpers turned off (--credential-helpers=), so the helper
+// binaries in kiln's image answer: each gets a token from its local fake
+// (ECR's API, Google's token endpoint, an Entra authority and the
+// registry's exchange), and the build pulls and pushes with it.
+func TestCloudCredentialHelperBinaries(t *testing.T) {
+	img := loadImage(t, "kiln.tar")
+	creds := testenv.ReadableTempDir(t)
+	copyInto := func(src, name string) string {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(creds, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return "/creds/" + name
+	}
+
+	aws := testenv.AWSCredentials{AccessKeyID: "AKIDDROPIN", SecretAccessKey: "dropin-aws-secret"}
+	ecrAPI := testenv.StartFakeECR(t, aws, "dropin-ecr-token")
+	google := testenv.StartFakeGoogleTokenEndpoint(t, "ya29.dropin-google-token")
+	entra := testenv.StartFakeEntraAuthority(t, "dropin-entra-secret", "dropin-entra-token")
+
+	type cloud struct {
+		helper, hostname, token string
+		reg                     *testenv.Registry
+	}
+	clouds := []*cloud{
+		{helper: "ecr-login", hostname: "123456789012.dkr.ecr.us-east-1.amazonaws.com", token: ecrAPI.Password},
+		{helper: "gcr", hostname: "us-docker.pkg.dev", token: google.AccessToken},
+		{helper: "acr-env", hostname: "kilndropin.azurecr.io", token: "dropin-acr-refresh-token"},
+	}
+	credHelpers := map[string]string{}
+	args := []string{"--network", "host"}
+	var flags []string
+	var cas []*testenv.CA
+	for _, c := range clouds {
+		opts := []testenv.RegistryOption{testenv.WithTLS(), testenv.WithHostnames(c.hostname), testenv.WithTokenAuth(c.token)}
+		switch c.helper {
+		case "gcr":
+			opts = append(opts, testenv.WithTokenCheck(google.Accepts))
+		case "acr-env":
+			opts = append(opts, testenv.WithRoute("/oauth2/exchange", testenv.ACRExchange(entra.AccessToken, c.token)))
+		}
+		c.reg = testenv.StartRegistry(t, opts...)
+		testenv.SeedMirror(t, c.reg)
+		_, port, _ := strings.Cut(c.reg.Host, ":")
+		host := c.hostname + ":" + port
+		credHelpers[host] = c.helper
+		cas = append(cas, c.reg.CA)
+		args = append(args, "--add-host", c.hostname+":127.0.0.1")
+		flags = append(flags, "--registry-certificate", host+"="+copyInto(c.reg.CAFile, c.helper+"-ca.pem"))
+	}
+	config, _ := json.Marshal(map[string]any{"credHelpers": credHelpers})
+	if err := os.WriteFile(filepath.Join(creds, "config.json"), config, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"DOCKER_CONFIG=/creds",
+		"AWS_ACCESS_KEY_ID=" + aws.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + aws.SecretAccessKey,
+		"AWS_ENDPOINT_URL_ECR=" + ecrAPI.URL, "AWS_EC2_METADATA_DISABLED=true", "AWS_ECR_DISABLE_CACHE=true",
+		"GOOGLE_APPLICATION_CREDENTIALS=" + copyInto(google.ServiceAccountJSON(t, false), "service-account.json"),
+		"AZURE_ENVIRONMENT=AZURESTACKCLOUD", "AZURE_ENVIRONMENT_FILEPATH=" + copyInto(entra.EnvironmentFile(t), "azure-environment.json"),
+		"AZURE_TENANT_ID=" + entra.TenantID, "AZURE_CLIENT_ID=" + entra.ClientID, "AZURE_CLIENT_SECRET=" + entra.ClientSecret,
+		"SSL_CERT_FILE=" + copyInto(testenv.CABundle(t, append(cas, entra.CA)...), "ca-bundle.pem"),
+	}
+	for _, e := range env {
+		args = append(args, "-e", e)
+	}
+	args = append(append(args, kanikoStyle...), "-v", creds+":/creds:ro")
+	secrets := []string{aws.SecretAccessKey, entra.ClientSecret, entra.AccessToken}
+	for _, c := range clouds {
+		t.Run(c.helper, func(t *testing.T) {
+			_, port, _ := strings.Cut(c.reg.Host, ":")
+			host := c.hostname + ":" + port
+			ctxDir := testenv.ReadableTempDir(t)
+			if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+host+"/library/busybox\nRUN echo built-by-kiln > /proof\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			run := append(append(slices.Clone(args), "-v", ctxDir+":/workspace:ro", img,
+				"--credential-helpers=", "--destination", host+"/dropin/"+c.helper+":1"), flags...)
+			out := dockerRun(t, run...)
+			assertPushed(t, c.reg, "dropin/"+c.helper, "1", out)
+			for _, s := range append(secrets, c.token) {
+				if strings.Contains(out, s) {
+					t.Errorf("a credential reached the log:\n%s", out)
+				}
+			}
+		})
+	}
 }

@@ -75,7 +75,11 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	dockerConfig := compat.DockerConfigDir(opts)
 	cfg := publish.FromOptions(opts)
 	cfg.Registry = registry
-	cfg.Keychain = compat.Keychain(dockerConfig)
+	cfg.Keychain = compat.NewKeychain(compat.CredentialOptions{
+		DockerConfigDir: dockerConfig,
+		Helpers:         opts.CredentialHelpers,
+		Transport:       registry.Transport,
+	})
 	cfg.Log = logrus.StandardLogger()
 	if err := absolutePaths(&cfg); err != nil {
 		return err
@@ -196,6 +200,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		HostNetwork:      opts.BuildkitHost == "",
 		DockerConfigDir:  dockerConfig,
 		RegistryTLS:      registry.AuthTLSConfigs(hosts),
+		Keychain:         cfg.Keychain,
 		Compression:      opts.Compression,
 		CompressionLevel: opts.CompressionLevel,
 		VolumeDirs:       volumeDirs,

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/docker/cli/cli/config"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
@@ -45,6 +46,9 @@ type SolveRequest struct {
 	DockerConfigDir string
 	// RegistryTLS is per-host TLS for the client side of registry auth.
 	RegistryTLS map[string]*authprovider.AuthTLSConfig
+	// Keychain answers the daemon's registry auth when set (config.json
+	// plus the credential helpers); nil reads DockerConfigDir only.
+	Keychain authn.Keychain
 
 	Compression      string // "gzip" (default) or "zstd"
 	CompressionLevel int    // <= 0: gzip level 1 (Kaniko's BestSpeed), zstd's default
@@ -285,6 +289,12 @@ func compressionAttrs(compression string, level int) map[string]string {
 }
 
 func authSession(req SolveRequest) (session.Attachable, error) {
+	if req.Keychain != nil {
+		return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: compat.SessionAuthConfig(req.Keychain),
+			TLSConfigs:         req.RegistryTLS,
+		}), nil
+	}
 	dir := req.DockerConfigDir
 	if dir == "" {
 		dir = config.Dir()

@@ -84,7 +84,9 @@ func Warm(ctx context.Context, opts WarmOptions) error {
 	if err != nil {
 		return err
 	}
-	auth, err := authSession(SolveRequest{DockerConfigDir: opts.DockerConfigDir, RegistryTLS: opts.Registry.AuthTLSConfigs(hosts)})
+	// Kaniko's warmer pulls with the executor's keychain, helpers included.
+	keychain := compat.NewKeychain(compat.CredentialOptions{DockerConfigDir: opts.DockerConfigDir, Transport: opts.Registry.Transport})
+	auth, err := authSession(SolveRequest{DockerConfigDir: opts.DockerConfigDir, RegistryTLS: opts.Registry.AuthTLSConfigs(hosts), Keychain: keychain})
 	if err != nil {
 		return err
 	}

@@ -19,15 +19,21 @@ func FlagSet() *pflag.FlagSet {
 // HelpFlags renders the flag part of --help: Kaniko's visible flags, then kiln's.
 func HelpFlags() string {
 	kaniko := pflag.NewFlagSet("kaniko", pflag.ContinueOnError)
+	fork := pflag.NewFlagSet("fork", pflag.ContinueOnError)
 	kiln := pflag.NewFlagSet("kiln", pflag.ContinueOnError)
 	FlagSet().VisitAll(func(f *pflag.Flag) {
-		if Lookup(f.Name).Kiln {
+		switch row := Lookup(f.Name); {
+		case row.Kiln:
 			kiln.AddFlag(f)
-		} else {
+		case row.Fork:
+			fork.AddFlag(f)
+		default:
 			kaniko.AddFlag(f)
 		}
 	})
-	return "Kaniko executor flags:\n" + kaniko.FlagUsages() + "\nkiln flags:\n" + kiln.FlagUsages()
+	return "Kaniko executor flags:\n" + kaniko.FlagUsages() +
+		"\nmaintained Kaniko fork flags:\n" + fork.FlagUsages() +
+		"\nkiln flags:\n" + kiln.FlagUsages()
 }
 
 // differences are the deliberate departures from Kaniko v1.23.2's command line.
@@ -56,7 +62,9 @@ func Markdown() string {
 	b.WriteString("- **unsupported**: refused with the reason and an alternative.\n\n")
 
 	b.WriteString("## Kaniko's flags\n\n")
-	writeFlagTable(&b, func(f *Flag) bool { return !f.Kiln })
+	writeFlagTable(&b, func(f *Flag) bool { return !f.Kiln && !f.Fork })
+	b.WriteString("\n## The maintained Kaniko fork's flags\n\n")
+	writeFlagTable(&b, func(f *Flag) bool { return f.Fork })
 	b.WriteString("\n## kiln's flags\n\n")
 	writeFlagTable(&b, func(f *Flag) bool { return f.Kiln })
 
@@ -156,6 +164,15 @@ func envRows() [][2]string {
 	rows := [][2]string{
 		{"DOCKER_CONFIG", "directory of `config.json` with registry credentials; default `<kaniko dir>/.docker` (`/kaniko/.docker`); a moved `--kaniko-dir`/`KANIKO_DIR` points it at `<dir>/.docker`, as Kaniko does"},
 		{"GIT_USERNAME, GIT_PASSWORD, GIT_TOKEN", "credentials for `git://` contexts; `GIT_TOKEN` wins (never logged)"},
+		{"DOCKER_AUTH_CONFIG", "a docker `config.json` in a variable (GitLab CI), read when no config file exists"},
+		{"CI_REGISTRY, CI_REGISTRY_USER, CI_REGISTRY_PASSWORD", "GitLab CI job credentials for `$CI_REGISTRY` (helper `gitlab`)"},
+		{"KANIKO_<HOST>_USER, KANIKO_<HOST>_PASSWORD", "credentials for a registry, the host upper-cased with `.` and `-` as `_`, also matching its parent domains (helper `env`)"},
+		{"GOOGLE_APPLICATION_CREDENTIALS", "Application Default Credentials for `gcr.io`, `*.gcr.io`, `*.pkg.dev` (helper `google`) and for `gs://` contexts; without it gcloud's file, then the metadata server"},
+		{"AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_PROFILE, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_ECR", "the AWS default credential chain for ECR registries (helper `ecr`) and `s3://` contexts"},
+		{"AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_FEDERATED_TOKEN, AZURE_AUTHORITY_HOST", "Microsoft Entra identity for `*.azurecr.io` registries (helper `acr`), exchanged at the registry for an ACR refresh token"},
+		{"S3_ENDPOINT, S3_FORCE_PATH_STYLE", "S3-compatible endpoint for `s3://` contexts, and path-style addressing"},
+		{"STORAGE_EMULATOR_HOST", "Cloud Storage endpoint (host:port, plain HTTP) for `gs://` contexts"},
+		{"AZURE_STORAGE_ACCESS_KEY", "shared key of the storage account (the first label of the blob URL's host) for Azure Blob contexts; unset reads a public container"},
 		{"GIT_PULL_METHOD", "`https` (default) or `http` for `git://` contexts"},
 		{"BUILDER_OUTPUT", "directory where `images` (one JSON line per pushed destination) is written after pushing"},
 		{"UPSTREAM_CLIENT_TYPE", "appended to the push User-Agent"},

@@ -72,6 +72,9 @@ type Options struct {
 	RegistryMaps                map[string][]string // registry -> replacements, in order; mirrors already appended under index.docker.io, as Kaniko does
 	RegistryMirrors             []string            // as given (flags, then KANIKO_REGISTRY_MIRROR), for reporting
 	SkipDefaultRegistryFallback bool
+	// CredentialHelpers is --credential-helpers as given; nil when absent
+	// (every helper), [""] turns them all off.
+	CredentialHelpers []string
 
 	// AzureContainerRegistryConfig is accepted for compatibility only.
 	AzureContainerRegistryConfig string

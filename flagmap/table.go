@@ -68,6 +68,7 @@ type Flag struct {
 	Hidden      bool   // accepted but not shown by --help (Kaniko hides it too)
 	AliasOf     string // deprecated spelling of this flag name
 	Kiln        bool   // kiln's own flag, not Kaniko's
+	Fork        bool   // the maintained Kaniko fork's flag, not in v1.23.2
 	Issue       string // for partly implemented flags: what is still missing
 	Redact      Redaction
 	// Field points into Options; nil for aliases, which share their target's field.
@@ -84,7 +85,7 @@ var Table = []Flag{
 		Field: func(o *Options) any { return &o.Dockerfile }},
 	{Name: "context", Shorthand: "c", Kind: String, Default: "/workspace/",
 		Usage:       "build context: a local directory, or dir://, tar://, git://, https://, s3:// or gs:// source",
-		Disposition: Native, BuildKit: "local source `context`; remote contexts (tar://, https://, git://) are fetched and unpacked by kiln first, as Kaniko does",
+		Disposition: Native, BuildKit: "local source `context`; remote contexts (tar://, https://, git://, s3://, gs://, Azure blob URLs) are fetched and unpacked by kiln first, as Kaniko does",
 		Redact: RedactURLUserinfo,
 		Field:  func(o *Options) any { return &o.Context }},
 	{Name: "context-sub-path", Kind: String,
@@ -93,9 +94,8 @@ var Table = []Flag{
 		Field: func(o *Options) any { return &o.ContextSubPath }},
 	{Name: "bucket", Shorthand: "b", Kind: String, Hidden: true,
 		Usage:       "Google Cloud Storage bucket holding the context as context.tar.gz",
-		Disposition: Unsupported,
-		Reason:      "Google Cloud Storage contexts are not supported yet; download and unpack the tarball in an init step and pass --context=dir://<directory>",
-		Field:       func(o *Options) any { return &o.Bucket }},
+		Disposition: Emulated, BuildKit: "kiln downloads gs://<bucket>/context.tar.gz (Application Default Credentials, STORAGE_EMULATOR_HOST) and unpacks it safely, as for --context=gs://",
+		Field: func(o *Options) any { return &o.Bucket }},
 	{Name: "git", Kind: GitKind, Default: "branch=,single-branch=false,recurse-submodules=false",
 		Usage:       "option for git:// contexts, one key=value per use: branch, single-branch, recurse-submodules, insecure-skip-tls",
 		Disposition: Native, BuildKit: "git source attributes (ref, keep-git-dir off, submodules)",
@@ -312,6 +312,10 @@ var Table = []Flag{
 		Disposition: Native, BuildKit: "buildkitd `[registry.\"docker.io\"] mirrors = [...]`",
 		Redact: RedactURLUserinfo,
 		Field:  func(o *Options) any { return &o.RegistryMirrors }},
+	{Name: "credential-helpers", Kind: Multi, Fork: true,
+		Usage:       "in-process credential helpers to use after config.json: any of env, google, ecr, acr, gitlab (comma-separated or repeated; default all, \"\" turns all off)",
+		Disposition: Emulated, BuildKit: "kiln's keychain resolves config.json, then the selected helpers in the fork's order (env: KANIKO_<HOST>_USER/_PASSWORD; google: Application Default Credentials; ecr: GetAuthorizationToken; acr: Entra token exchanged at the registry; gitlab: CI_REGISTRY_USER/_PASSWORD); the same credentials serve pushes, the cache and BuildKit's base-image pulls through session auth",
+		Field: func(o *Options) any { return &o.CredentialHelpers }},
 	{Name: "skip-default-registry-fallback", Kind: Bool, Default: "false",
 		Usage:       "fail when every mirror or mapped registry fails instead of pulling from the original registry",
 		Disposition: Emulated, BuildKit: "kiln resolves base images through the mirrors itself and pins the result",

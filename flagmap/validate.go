@@ -86,11 +86,11 @@ func ValidateNameFiles(o *Options) error {
 func (inv *Invocation) refuseUnsupported() error {
 	for _, g := range inv.Given {
 		row := g.Flag.Target()
-		if row.Disposition != Unsupported {
-			continue
-		}
 		if row.Name == "bucket" && !bucketUsed(&inv.Options) {
 			inv.warn("--bucket is ignored because --context is a local directory (Kaniko ignores it too)")
+			continue
+		}
+		if row.Disposition != Unsupported {
 			continue
 		}
 		return usageErrorf("--"+row.Name, "--%s is not supported by kiln: %s", row.Name, row.Reason)

@@ -75,7 +75,7 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 		r.Error = err.Error()
 		return r
 	}
-	r.Context = &ContextReport{Flag: src.Flag, Value: redactURL(src.Value), Scheme: src.Scheme}
+	r.Context = &ContextReport{Flag: src.Flag, Value: redactURL(src.Value), Scheme: src.Scheme, Credentials: compat.ContextCredentialSource(src)}
 	if opts.ContextSubPath != "" && src.Scheme == "" {
 		r.note(SeverityWarning, "context", "--context-sub-path %s is ignored because --context is a local directory (Kaniko ignores it too); use --context=dir://%s to apply it", opts.ContextSubPath, src.Path)
 	}
@@ -83,10 +83,6 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 		if err := flagmap.ValidateNameFiles(opts); err != nil {
 			r.Error = err.Error()
 			return r
-		}
-		if src.Scheme != "" && src.Scheme != "dir" && !src.Fetchable() {
-			_, err := compat.ResolveContext(context.Background(), opts, nil)
-			r.note(SeverityError, "context", "%s", redactURL(err.Error()))
 		}
 		m.checkDestinations(r, opts, false)
 		return r
@@ -224,7 +220,7 @@ func (m *Migrator) checkDestinations(r *Report, opts *flagmap.Options, local boo
 			continue
 		}
 		seen[host+t.purpose] = true
-		source, found := compat.CredentialSource(dockerConfig, host)
+		source, found := compat.CredentialSource(compat.CredentialOptions{DockerConfigDir: dockerConfig, Helpers: opts.CredentialHelpers}, host)
 		r.Credentials = append(r.Credentials, CredentialCheck{Registry: host, For: t.purpose, Source: source, Found: found})
 		if !found {
 			r.note(SeverityWarning, "credentials", "%s: %s", host, source)

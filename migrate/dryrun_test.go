@@ -234,7 +234,6 @@ func TestDryRunExitCodes(t *testing.T) {
 		{"missing Dockerfile", []string{"--context", project, "--dockerfile", "nope.Dockerfile", "--no-push"}, nil, 1, "please provide a valid path to a Dockerfile"},
 		{"bad destination", []string{"--context", project, "--destination", "UPPER/Case:tag"}, nil, 1, "not an image reference"},
 		{"unreachable git context", []string{"--context", "git://127.0.0.1:1/group/app.git", "--no-push"}, nil, 3, "git clone failed"},
-		{"gs context", []string{"--context", "gs://bucket/ctx.tar.gz", "--no-push"}, nil, 3, "gs:// build contexts are not yet supported by kiln"},
 		{"unknown target", []string{"--context", project, "--no-push", "--target", "release"}, nil, 3, "--target release"},
 		{"seccomp blocks rootless", []string{"--context", project, "--no-push"}, func(p *Probe) {
 			uid := 1000

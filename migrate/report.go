@@ -63,6 +63,9 @@ type ContextReport struct {
 	Value  string `json:"value"`
 	Scheme string `json:"scheme"` // "" for a directory
 	Dir    string `json:"dir,omitempty"`
+	// Credentials says which credentials a cloud context is read with
+	// (their source, never a value).
+	Credentials string `json:"credentials,omitempty"`
 }
 
 // DockerfileReport is the Dockerfile as kiln would read it.
@@ -195,6 +198,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, " → %s", c.Dir)
 		}
 		b.WriteString("\n")
+		if c.Credentials != "" {
+			fmt.Fprintf(&b, "Context credentials: %s\n", c.Credentials)
+		}
 	}
 	if d := r.Dockerfile; d != nil {
 		fmt.Fprintf(&b, "Dockerfile: %s (%d stages; base images: %s)\n", d.Path, d.Stages, strings.Join(d.BaseImages, ", "))

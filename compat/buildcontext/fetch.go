@@ -1,5 +1,6 @@
 // Package buildcontext fetches Kaniko's remote build contexts (tar://,
-// https:// tarballs, git://) into a local directory BuildKit can read.
+// https:// tarballs, git://, s3://, gs://, Azure blobs) into a local
+// directory BuildKit can read.
 package buildcontext
 
 import (
@@ -39,7 +40,8 @@ type Request struct {
 	// and --dockerfile values may name paths in it). It is created when
 	// missing and must be empty. "" means a new temporary directory.
 	Dir string
-	// HTTPClient downloads https:// tarballs; nil means http.DefaultClient.
+	// HTTPClient downloads https:// tarballs, Azure blobs and gs:// objects;
+	// nil means http.DefaultClient.
 	HTTPClient *http.Client
 }
 
@@ -79,13 +81,6 @@ func IsAzureBlobHost(host string) bool {
 	return false
 }
 
-// unsupportedFix says what to do instead of a context kind kiln cannot fetch.
-var unsupportedFix = map[string]string{
-	"gs":    "download and unpack it in an init container (gsutil cp … - | tar -xz) and pass --context=dir://<directory>",
-	"s3":    "download and unpack it in an init container (aws s3 cp … - | tar -xz) and pass --context=dir://<directory>",
-	"azure": "download and unpack it in an init container (az storage blob download …, then tar -xzf) and pass --context=dir://<directory>",
-}
-
 // Fetch downloads or unpacks the context named by req.Context into a local
 // directory, the way Kaniko's --context schemes do.
 func Fetch(ctx context.Context, req Request) (*Fetched, error) {
@@ -105,14 +100,16 @@ func Fetch(ctx context.Context, req Request) (*Fetched, error) {
 	case "tar":
 		fetch = func(dir string) error { return fetchTar(rest, req.Stdin, dir) }
 	case "https":
-		if u, err := url.Parse(req.Context); err == nil && IsAzureBlobHost(u.Hostname()) {
-			return nil, fail(unsupported("Azure Blob Storage", "azure"))
-		}
 		fetch = func(dir string) error { return fetchHTTPS(ctx, req.HTTPClient, req.Context, dir) }
+		if u, err := url.Parse(req.Context); err == nil && IsAzureBlobHost(u.Hostname()) {
+			fetch = func(dir string) error { return fetchAzure(ctx, req.Context, dir, req.HTTPClient) }
+		}
 	case "git":
 		fetch = func(dir string) error { return fetchGit(ctx, req, rest, dir) }
-	case "gs", "s3":
-		return nil, fail(unsupported(scheme+"://", scheme))
+	case "s3":
+		fetch = func(dir string) error { return fetchS3(ctx, rest, dir) }
+	case "gs":
+		fetch = func(dir string) error { return fetchGCS(ctx, rest, dir, req.HTTPClient) }
 	case "dir":
 		return nil, fail(errors.New("dir:// contexts are local directories and are used in place, not fetched"))
 	default:
@@ -133,10 +130,6 @@ func Fetch(ctx context.Context, req Request) (*Fetched, error) {
 		return nil, err
 	}
 	return &Fetched{Dir: final, Cleanup: cleanup}, nil
-}
-
-func unsupported(kind, scheme string) error {
-	return fmt.Errorf("%s build contexts are not yet supported by kiln; %s", kind, unsupportedFix[scheme])
 }
 
 // prepareDir makes dir (or a temporary directory) ready to receive the

@@ -129,11 +129,7 @@ func TestSubPath(t *testing.T) {
 	fetchErr(t, Request{Context: "tar://stdin", Stdin: archive(), SubPath: "file"}, "not a directory")
 }
 
-func TestUnsupportedAndUnknownSchemes(t *testing.T) {
-	fetchErr(t, Request{Context: "gs://bucket/ctx.tar.gz"}, "--context gs://bucket/ctx.tar.gz", "not yet supported by kiln", "dir://")
-	fetchErr(t, Request{Context: "gs://bucket", Flag: "--bucket"}, "--bucket gs://bucket", "not yet supported by kiln")
-	fetchErr(t, Request{Context: "s3://bucket/ctx.tar.gz"}, "s3:// build contexts are not yet supported by kiln", "dir://")
-	fetchErr(t, Request{Context: "https://acct.blob.core.windows.net/c/ctx.tar.gz"}, "Azure Blob Storage build contexts are not yet supported by kiln")
+func TestUnknownSchemes(t *testing.T) {
 	fetchErr(t, Request{Context: "http://example.com/ctx.tar.gz"}, UnknownPrefixError)
 	fetchErr(t, Request{Context: "ftp://example.com/ctx.tar.gz"}, UnknownPrefixError)
 }

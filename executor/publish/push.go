@@ -12,6 +12,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/kilnbuild/kiln/compat"
 )
 
 // immutableTagErrors are the registry messages --push-ignore-immutable-tag-errors
@@ -133,6 +135,10 @@ func permissionTargets(cfg Config) []string {
 // permissionFix points at credentials only when the registry answered and
 // refused them; an unreachable registry needs its address checked instead.
 func permissionFix(err error, registry string) string {
+	var helperErr *compat.HelperError
+	if errors.As(err, &helperErr) {
+		return "or pass --skip-push-permission-check"
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden) {
 		return fmt.Sprintf("check the credentials for %s in $DOCKER_CONFIG/config.json, or pass --skip-push-permission-check", registry)

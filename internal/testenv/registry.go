@@ -1,8 +1,10 @@
 package testenv
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,9 +41,12 @@ type Registry struct {
 	ClientCert KeyPair
 	clientTLS  []tls.Certificate
 
-	Username, Password string // empty unless basic auth is required
+	Username, Password string            // empty unless basic auth is required
+	tokenCheck         func(string) bool // WithTokenAuth: the secret a helper returned
+	issued             map[string]bool   // access tokens the realm issued
 
 	store  http.Handler // the bare registry, reached without auth, faults or logging
+	routes map[string]http.Handler
 	server *http.Server
 	tmpDir string // removed on Close when the registry created it
 
@@ -79,9 +85,12 @@ type registryConfig struct {
 	mtls         bool
 	clientCA     *CA
 	user, pass   string
+	tokenCheck   func(string) bool
 	faults       []Fault
 	certDir      string
 	errorLogging io.Writer
+	hostnames    []string
+	routes       map[string]http.Handler
 }
 
 // RegistryOption configures NewRegistry / StartRegistry.
@@ -105,6 +114,21 @@ func WithBasicAuth(user, password string) RegistryOption {
 	return func(c *registryConfig) { c.user, c.pass = user, password }
 }
 
+// WithTokenAuth makes the registry demand token as a cloud registry does:
+// a Bearer challenge whose realm (/token) issues access tokens for token
+// given as a basic-auth password (any user), an OAuth password grant or a
+// refresh-token grant; basic auth with token is also accepted directly, as
+// ECR does.
+func WithTokenAuth(token string) RegistryOption {
+	return WithTokenCheck(func(secret string) bool { return subtle.ConstantTimeCompare([]byte(secret), []byte(token)) == 1 })
+}
+
+// WithTokenCheck is WithTokenAuth with a check of the presented secret (a
+// signed JWT, for example).
+func WithTokenCheck(check func(secret string) bool) RegistryOption {
+	return func(c *registryConfig) { c.tokenCheck = check }
+}
+
 // WithFault injects a fault from the first request on. Prefer
 // Registry.InjectFault after seeding base images.
 func WithFault(f Fault) RegistryOption {
@@ -116,6 +140,22 @@ func WithAddr(addr string) RegistryOption { return func(c *registryConfig) { c.a
 
 // WithCertDir writes the CA and certificates into dir instead of a temp dir.
 func WithCertDir(dir string) RegistryOption { return func(c *registryConfig) { c.certDir = dir } }
+
+// WithHostnames adds names to the server certificate, for a registry
+// reached under a cloud registry's name (through a Proxy).
+func WithHostnames(names ...string) RegistryOption {
+	return func(c *registryConfig) { c.hostnames = append(c.hostnames, names...) }
+}
+
+// WithRoute serves path with h, before authentication (a token endpoint).
+func WithRoute(path string, h http.Handler) RegistryOption {
+	return func(c *registryConfig) {
+		if c.routes == nil {
+			c.routes = map[string]http.Handler{}
+		}
+		c.routes[path] = h
+	}
+}
 
 // WithErrorLog sends the HTTP server's own errors (TLS handshake failures) to w.
 func WithErrorLog(w io.Writer) RegistryOption { return func(c *registryConfig) { c.errorLogging = w } }
@@ -138,10 +178,13 @@ func NewRegistry(opts ...RegistryOption) (*Registry, error) {
 		o(&cfg)
 	}
 	reg := &Registry{
-		Scheme:   "http",
-		Username: cfg.user,
-		Password: cfg.pass,
-		store:    registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		Scheme:     "http",
+		Username:   cfg.user,
+		Password:   cfg.pass,
+		tokenCheck: cfg.tokenCheck,
+		issued:     map[string]bool{},
+		store:      registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		routes:     cfg.routes,
 	}
 	for _, f := range cfg.faults {
 		if err := reg.InjectFault(f); err != nil {
@@ -188,7 +231,7 @@ func (r *Registry) setUpTLS(cfg *registryConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	serverPair, err := ca.IssueServer("registry", "127.0.0.1", "::1", "localhost")
+	serverPair, err := ca.IssueServer("registry", append([]string{"127.0.0.1", "::1", "localhost"}, cfg.hostnames...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +376,18 @@ func (r *Registry) RemoteOptions() []remote.Option {
 	if r.Username != "" {
 		auth = &authn.Basic{Username: r.Username, Password: r.Password}
 	}
+	if r.tokenCheck != nil {
+		auth = authn.FromConfig(authn.AuthConfig{RegistryToken: r.adminToken()})
+	}
 	return []remote.Option{remote.WithTransport(r.Transport()), remote.WithAuth(auth)}
+}
+
+// adminToken issues an access token for the test's own requests.
+func (r *Registry) adminToken() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.issued["test-admin"] = true
+	return "test-admin"
 }
 
 // Pull fetches an image through the network path (logged, subject to faults).
@@ -380,8 +434,20 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		writeRegistryError(recorder, status, "UNAVAILABLE", "injected fault")
 		return
 	}
+	if h, ok := r.routes[req.URL.Path]; ok {
+		h.ServeHTTP(recorder, req)
+		return
+	}
+	if r.tokenCheck != nil && req.URL.Path == "/token" {
+		r.issueToken(recorder, req)
+		return
+	}
 	if !r.authorized(req) {
-		recorder.Header().Set("WWW-Authenticate", `Basic realm="kiln test registry"`)
+		challenge := `Basic realm="kiln test registry"`
+		if r.tokenCheck != nil {
+			challenge = fmt.Sprintf(`Bearer realm="%s://%s/token",service="%s"`, r.Scheme, req.Host, req.Host)
+		}
+		recorder.Header().Set("WWW-Authenticate", challenge)
 		writeRegistryError(recorder, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}
@@ -403,6 +469,15 @@ func (r *Registry) takeFault(req *http.Request) (int, bool) {
 }
 
 func (r *Registry) authorized(req *http.Request) bool {
+	if r.tokenCheck != nil {
+		if bearer, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer "); ok {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.issued[bearer]
+		}
+		_, pass, ok := req.BasicAuth()
+		return ok && r.tokenCheck(pass)
+	}
 	if r.Username == "" {
 		return true
 	}
@@ -410,6 +485,34 @@ func (r *Registry) authorized(req *http.Request) bool {
 	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(r.Username)) == 1
 	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(r.Password)) == 1
 	return ok && userOK && passOK
+}
+
+// issueToken is the Bearer realm: an access token for the helper's secret,
+// sent as a basic-auth password (GET) or an OAuth password or refresh-token
+// grant (POST), the forms registry clients use.
+func (r *Registry) issueToken(w http.ResponseWriter, req *http.Request) {
+	_, secret, _ := req.BasicAuth()
+	if req.Method == http.MethodPost {
+		req.ParseForm()
+		switch req.Form.Get("grant_type") {
+		case "password":
+			secret = req.Form.Get("password")
+		case "refresh_token":
+			secret = req.Form.Get("refresh_token")
+		}
+	}
+	if secret == "" || !r.tokenCheck(secret) {
+		writeRegistryError(w, http.StatusUnauthorized, "UNAUTHORIZED", "invalid credentials")
+		return
+	}
+	issued := make([]byte, 16)
+	rand.Read(issued)
+	token := hex.EncodeToString(issued)
+	r.mu.Lock()
+	r.issued[token] = true
+	r.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"token": token, "access_token": token, "expires_in": 300})
 }
 
 func writeRegistryError(w http.ResponseWriter, status int, code, message string) {

@@ -154,11 +154,12 @@ func randomSerial() *big.Int {
 
 // StartTLSServer serves handler over HTTPS on 127.0.0.1 with a certificate
 // from a fresh CA (for context downloads and other non-registry servers);
-// clients trust it through the returned CA's Pool or CertFile.
-func StartTLSServer(t testing.TB, handler http.Handler) (*httptest.Server, *CA) {
+// clients trust it through the returned CA's Pool or CertFile. hostnames
+// are added to the certificate (for a server reached through a Proxy).
+func StartTLSServer(t testing.TB, handler http.Handler, hostnames ...string) (*httptest.Server, *CA) {
 	t.Helper()
 	ca := NewTestCA(t, "server-ca")
-	pair, err := ca.IssueServer("server", "127.0.0.1")
+	pair, err := ca.IssueServer("server", append([]string{"127.0.0.1"}, hostnames...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
