@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
@@ -137,19 +138,34 @@ func loadCredentialFile(path string) (*configfile.ConfigFile, error) {
 type configKeychain struct {
 	env credentialEnv
 	dir string
+
+	// The file is read once: kiln's embedded engine takes it off the
+	// filesystem while RUN steps run, and a build's credentials do not
+	// change while it runs.
+	once   sync.Once
+	loaded *configfile.ConfigFile
+	err    error
+}
+
+// config is the credential file's content, read on first use; nil means
+// anonymous.
+func (k *configKeychain) config() (*configfile.ConfigFile, error) {
+	k.once.Do(func() {
+		if path := k.env.credentialFile(k.dir); path != "" {
+			k.loaded, k.err = loadCredentialFile(path)
+		} else if k.env.getenv("DOCKER_AUTH_CONFIG") != "" {
+			k.loaded = configfile.New("")
+		}
+	})
+	return k.loaded, k.err
 }
 
 func (k *configKeychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
-	path := k.env.credentialFile(k.dir)
-	var cf *configfile.ConfigFile
-	if path != "" {
-		var err error
-		if cf, err = loadCredentialFile(path); err != nil {
-			return nil, err
-		}
-	} else if k.env.getenv("DOCKER_AUTH_CONFIG") != "" {
-		cf = configfile.New("")
-	} else {
+	cf, err := k.config()
+	if err != nil {
+		return nil, err
+	}
+	if cf == nil {
 		return authn.Anonymous, nil
 	}
 	var empty types.AuthConfig

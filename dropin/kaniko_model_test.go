@@ -74,7 +74,9 @@ func TestKanikoModelRunSeesTheContainer(t *testing.T) {
 		`echo "failed-with=$?"`,
 		`set -e`,
 		rootListing("after-failure"),
-		`/kaniko/executor --context /project --destination "${CI_REGISTRY}/model/app:1" $KANIKO_ARGS`,
+		// The layer cache is exported after RUN steps, while the job's
+		// config.json is off the filesystem.
+		`/kaniko/executor --context /project --destination "${CI_REGISTRY}/model/app:1" --cache=true --cache-repo "${CI_REGISTRY}/model/cache" $KANIKO_ARGS`,
 		rootListing("after-success"),
 	}, "\n")
 	args := []string{"--network", "host", "--entrypoint", "",
@@ -91,6 +93,9 @@ func TestKanikoModelRunSeesTheContainer(t *testing.T) {
 	}
 	if tags := reg.Tags("model/app"); len(tags) != 1 {
 		t.Errorf("tags %v, want only the successful build's", tags)
+	}
+	if tags := reg.Tags("model/cache"); len(tags) == 0 {
+		t.Errorf("no layer cache was pushed to the registry that needs the job's credentials")
 	}
 	files := imageFiles(t, reg, "model/app:1")
 	for name, want := range map[string]string{
