@@ -476,22 +476,16 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 	if len(names) == 0 {
 		return dt, false, nil
 	}
-	result, err := parser.Parse(bytes.NewReader(dt))
+	lines, froms, err := fromInstructions(dt)
 	if err != nil {
 		return nil, false, err
 	}
-	lines := strings.SplitAfter(string(dt), "\n")
-	stage := 0
-	for _, node := range result.AST.Children {
-		if !strings.EqualFold(node.Value, "from") {
-			continue
-		}
+	for stage, node := range froms {
 		if name, ok := names[stage]; ok {
 			line := lines[node.EndLine-1]
 			content := strings.TrimRight(line, "\r\n")
 			lines[node.EndLine-1] = content + " AS " + name + line[len(content):]
 		}
-		stage++
 	}
 	rewritten = []byte(strings.Join(lines, ""))
 	// A FROM the edit does not fit (e.g. one ending in a continuation at
@@ -512,6 +506,61 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 		return nil, false, fmt.Errorf("naming unused stages for BuildKit: %w", err)
 	}
 	return rewritten, true, nil
+}
+
+// WithStageBaseNames makes FROM find a stage named in another case:
+// Kaniko matches a FROM value against stage names case-insensitively, while
+// BuildKit looks the value up as written and otherwise pulls it as an image
+// (failing on its upper-case letters). Each such FROM value is replaced, on
+// its own line, by the stage's name as the parser recorded it (lower case).
+// stages are the Dockerfile's (ParseDockerfileBytes); changed is false when
+// nothing differs.
+func WithStageBaseNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+	lines, froms, err := fromInstructions(dt)
+	if err != nil {
+		return nil, false, err
+	}
+	for i, node := range froms {
+		if i >= len(stages) || stages[i].BaseStage < 0 || node.Next == nil {
+			continue
+		}
+		name := stages[stages[i].BaseStage].Name
+		written := node.Next.Value
+		if written == name {
+			continue
+		}
+		word := regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(written) + `(\s|$)`)
+		replaced := false
+		for n := node.StartLine; n <= node.EndLine && n <= len(lines) && !replaced; n++ {
+			if loc := word.FindStringSubmatchIndex(lines[n-1]); loc != nil {
+				lines[n-1] = lines[n-1][:loc[3]] + name + lines[n-1][loc[4]:]
+				replaced = true
+			}
+		}
+		if !replaced {
+			return nil, false, fmt.Errorf("line %d: FROM %s: could not refer to stage %s in the Dockerfile copy BuildKit reads", node.StartLine, written, name)
+		}
+		changed = true
+	}
+	if !changed {
+		return dt, false, nil
+	}
+	return []byte(strings.Join(lines, "")), true, nil
+}
+
+// fromInstructions splits dt into lines (with their endings) and lists its
+// FROM instructions in stage order.
+func fromInstructions(dt []byte) (lines []string, froms []*parser.Node, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, node := range result.AST.Children {
+		if strings.EqualFold(node.Value, "from") {
+			froms = append(froms, node)
+		}
+	}
+	return strings.SplitAfter(string(dt), "\n"), froms, nil
 }
 
 // VolumeDirsContext names the empty directory, sent to BuildKit as a named
@@ -554,12 +603,13 @@ func WithVolumeDirs(dt []byte) (rewritten []byte, changed bool, err error) {
 	return []byte(ed.String()), true, nil
 }
 
-// VolumePaths lists the absolute paths a VOLUME instruction declares, as
-// WithVolumeDirs creates them.
+// VolumePaths lists the paths a VOLUME instruction declares that are
+// absolute or start with a variable (BuildKit expands those in the COPY
+// destination as Kaniko expands the VOLUME), as WithVolumeDirs creates them.
 func VolumePaths(cmd *instructions.VolumeCommand) []string {
 	var paths []string
 	for _, v := range cmd.Volumes {
-		if strings.HasPrefix(v, "/") {
+		if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "$") {
 			paths = append(paths, v)
 		}
 	}

@@ -115,7 +115,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
-	if err := stageKanikoInstructions(dockerfile, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
+	if err := stageKanikoInstructions(dockerfile, parsed.Stages, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
 

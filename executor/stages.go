@@ -43,9 +43,11 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 
 // stageKanikoInstructions rewrites the staged Dockerfile where Kaniko's
 // instructions mean something else than BuildKit's: ARGs declared by the
-// stages Kaniko built before (compat.WithKanikoArgScope) and MAINTAINER,
-// which Kaniko skips (compat.WithoutMaintainer).
-func stageKanikoInstructions(staged string, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
+// stages Kaniko built before (compat.WithKanikoArgScope), MAINTAINER,
+// which Kaniko skips (compat.WithoutMaintainer), and FROM values naming a
+// stage in another case (compat.WithStageBaseNames); all are the
+// Dockerfile's stages.
+func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
 	if err != nil {
 		return err
@@ -68,7 +70,11 @@ func stageKanikoInstructions(staged string, built []compat.Stage, buildArgs []st
 	for range maintainers {
 		log.Warn("MAINTAINER is deprecated; skipped, as Kaniko does")
 	}
-	if !argsChanged && len(maintainers) == 0 {
+	rewritten, basesChanged, err := compat.WithStageBaseNames(rewritten, all)
+	if err != nil {
+		return err
+	}
+	if !argsChanged && len(maintainers) == 0 && !basesChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)

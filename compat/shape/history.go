@@ -3,12 +3,14 @@ package shape
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/kilnbuild/kiln/compat"
 )
@@ -62,8 +64,18 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 		order = append([]int{i}, order...)
 	}
 	c := &chain{used: map[string]bool{}, scratch: df.Stages[order[0]].IsScratch()}
+	given := map[string]string{}
+	for _, kv := range buildArgs {
+		k, v, _ := strings.Cut(kv, "=")
+		given[k] = v
+	}
+	var args []string // KEY=VALUE of the ARGs declared so far, for VOLUME paths
+	lex := shell.NewLex('\\')
 	for n, i := range order {
 		for _, cmd := range stages[i].Commands {
+			if arg, ok := cmd.(*instructions.ArgCommand); ok {
+				args = declareArgs(args, arg, given, lex)
+			}
 			keyword := strings.ToUpper(cmd.Name())
 			c.used[keyword] = true
 			if layerInstructions[keyword] {
@@ -74,7 +86,7 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 			if vol, ok := cmd.(*instructions.VolumeCommand); ok && volumeDirs {
 				for _, v := range compat.VolumePaths(vol) {
 					c.layerTexts = append(c.layerTexts, compat.VolumeDirCopy(v))
-					c.layerCmds = append(c.layerCmds, volumeDir{VolumeCommand: vol, path: v})
+					c.layerCmds = append(c.layerCmds, volumeDir{VolumeCommand: vol, path: v, args: slices.Clone(args)})
 					c.layerStage = append(c.layerStage, n)
 				}
 			}
@@ -84,10 +96,28 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 }
 
 // volumeDir is the COPY compat.WithVolumeDirs inserted after a VOLUME to
-// create path (as written).
+// create path (as written); args are the ARG values it may use (KEY=VALUE).
 type volumeDir struct {
 	*instructions.VolumeCommand
 	path string
+	args []string
+}
+
+// declareArgs adds an ARG instruction's values to args: the --build-arg
+// value, else the default expanded with the ARGs before it. A bare ARG
+// without a value leaves args as they are.
+func declareArgs(args []string, cmd *instructions.ArgCommand, given map[string]string, lex *shell.Lex) []string {
+	for _, kv := range cmd.Args {
+		value, ok := given[kv.Key]
+		if !ok && kv.Value != nil {
+			value, _, _ = lex.ProcessWord(*kv.Value, shell.EnvsFromSlice(args))
+			ok = true
+		}
+		if ok {
+			args = append(args, kv.Key+"="+value)
+		}
+	}
+	return args
 }
 
 // historyPlan classifies BuildKit's history: entries before Start belong to

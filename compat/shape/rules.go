@@ -110,11 +110,7 @@ func (w *layerWriter) contextCopies(lower tree, sd instructions.SourcesAndDest) 
 	if w.contextSource == nil || !path.IsAbs(sd.DestPath) || len(sd.SourceContents) > 0 {
 		return nil, nil
 	}
-	dest := cleanPath(sd.DestPath)
-	destIsDir := strings.HasSuffix(sd.DestPath, "/") || len(sd.SourcePaths) > 1
-	if h, ok := lower[dest]; ok && h.Typeflag == tar.TypeDir {
-		destIsDir = true
-	}
+	dest, destIsDir := copyDest(lower, sd)
 	var copies []contextCopy
 	for _, src := range sd.SourcePaths {
 		if strings.ContainsAny(src, "*?[$\\") || strings.Contains(src, "://") {
@@ -234,33 +230,41 @@ func (w *layerWriter) keepSetidBits(c *layerContent, cp contextCopy) error {
 // are left as BuildKit's diff has them: their files are not listed here.
 func (w *layerWriter) addUnchangedCopies(c *layerContent, cmd instructions.Command, lowerTree func() (tree, error)) error {
 	var sd instructions.SourcesAndDest
+	fromStage := false
 	switch cmd := cmd.(type) {
 	case *instructions.CopyCommand:
-		if cmd.From != "" {
-			return nil
-		}
-		sd = cmd.SourcesAndDest
+		sd, fromStage = cmd.SourcesAndDest, cmd.From != ""
 	case *instructions.AddCommand:
 		sd = cmd.SourcesAndDest
 	default:
 		return nil
 	}
-	if w.contextSource == nil {
+	if w.contextSource == nil && !fromStage {
 		return nil
 	}
 	lower, err := lowerTree()
 	if err != nil {
 		return err
 	}
-	copies, err := w.contextCopies(lower, sd)
-	if err != nil {
-		return err
+	var targets []string
+	if fromStage {
+		targets = stageCopyTargets(lower, sd)
+	} else {
+		copies, err := w.contextCopies(lower, sd)
+		if err != nil {
+			return err
+		}
+		for _, cp := range copies {
+			if !cp.info.Mode.IsDir() {
+				targets = append(targets, cp.target)
+			}
+		}
 	}
-	for _, cp := range copies {
-		if cp.info.Mode.IsDir() || c.entries[cp.target] != nil {
+	for _, target := range targets {
+		if c.entries[target] != nil {
 			continue
 		}
-		h := lower[cp.target]
+		h := lower[target]
 		if h == nil || h.Typeflag == tar.TypeDir {
 			continue
 		}
@@ -269,16 +273,51 @@ func (w *layerWriter) addUnchangedCopies(c *layerContent, cmd instructions.Comma
 			if e.dataOff, err = c.spool.Seek(0, io.SeekEnd); err != nil {
 				return err
 			}
-			if err := w.lowerFile(cp.target, c.spool); err != nil {
-				return fmt.Errorf("reading %s below the layer: %w", cp.target, err)
+			if err := w.lowerFile(target, c.spool); err != nil {
+				return fmt.Errorf("reading %s below the layer: %w", target, err)
 			}
 		}
 		if h.ModTime.After(c.newestMod) {
 			c.newestMod = h.ModTime
 		}
-		c.entries[cp.target] = e
+		c.entries[target] = e
 	}
 	return nil
+}
+
+// copyDest is a COPY/ADD destination as a clean path, and whether sources
+// land inside it: a trailing slash, several sources, or a directory below.
+func copyDest(lower tree, sd instructions.SourcesAndDest) (dest string, isDir bool) {
+	dest = cleanPath(sd.DestPath)
+	isDir = strings.HasSuffix(sd.DestPath, "/") || len(sd.SourcePaths) > 1
+	if h, ok := lower[dest]; ok && h.Typeflag == tar.TypeDir {
+		isDir = true
+	}
+	return dest, isDir
+}
+
+// stageCopyTargets lists where the literal sources of a COPY --from (no
+// wildcards or variables) land, for an absolute destination. The source
+// stage is not at hand: a target that is a file below the layer and not in
+// BuildKit's diff is a file source copied unchanged (a directory source
+// lands on a directory).
+func stageCopyTargets(lower tree, sd instructions.SourcesAndDest) []string {
+	if !path.IsAbs(sd.DestPath) {
+		return nil
+	}
+	dest, destIsDir := copyDest(lower, sd)
+	var targets []string
+	for _, src := range sd.SourcePaths {
+		if strings.ContainsAny(src, "*?[$\\") {
+			continue
+		}
+		target := dest
+		if destIsDir {
+			target = path.Join(dest, path.Base(cleanPath(src)))
+		}
+		targets = append(targets, target)
+	}
+	return targets
 }
 
 // ownNewParents sets the metadata of p's ancestors this layer created.

@@ -133,9 +133,10 @@ func (s *shaper) trackVolumes(stage int) {
 	}
 }
 
-// volumePath expands a VOLUME path with the image's ENV, as Kaniko does.
-func (s *shaper) volumePath(raw string) string {
-	expanded, _, err := shell.NewLex('\\').ProcessWord(raw, shell.EnvsFromSlice(s.env))
+// volumePath expands a VOLUME path with the ARGs declared before it and the
+// image's ENV (which wins), as Kaniko does.
+func (s *shaper) volumePath(raw string, args []string) string {
+	expanded, _, err := shell.NewLex('\\').ProcessWord(raw, shell.EnvsFromSlice(append(slices.Clone(args), s.env...)))
 	if err != nil {
 		return cleanPath(raw)
 	}
@@ -173,7 +174,15 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			cmd = nil // a merged stage: per-instruction rules do not apply
 		}
 		s.writer.volumes = slices.Clone(s.volumes)
-		l, err := s.instructionLayer(append(s.pendingVolumes, group...), cmd, groupText)
+		idxs := group
+		switch cmd.(type) {
+		case *instructions.RunCommand:
+			// Kaniko's RUN snapshot leaves out VOLUME directories it did
+			// not touch; BuildKit's diff has the ones the RUN changed.
+		default:
+			idxs = append(s.pendingVolumes, group...)
+		}
+		l, err := s.instructionLayer(idxs, cmd, groupText)
 		s.pendingVolumes = nil
 		if err != nil {
 			return fmt.Errorf("%s: %w", groupText, err)
@@ -225,7 +234,7 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			s.trackVolumes(stage)
 		}
 		if vol, ok := cmd.(volumeDir); ok {
-			s.volumes = append(s.volumes, s.volumePath(vol.path))
+			s.volumes = append(s.volumes, s.volumePath(vol.path, vol.args))
 			if s.opts.SingleSnapshot {
 				group = append(group, idx)
 			} else {
