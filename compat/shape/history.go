@@ -72,7 +72,15 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 	var args []string // KEY=VALUE of the ARGs declared so far, for VOLUME paths
 	lex := shell.NewLex('\\')
 	for n, i := range order {
-		for _, cmd := range stages[i].Commands {
+		cmds := stages[i].Commands
+		if n > 0 {
+			triggers, err := onbuildTriggers(stages[order[n-1]].Commands)
+			if err != nil {
+				return nil, err
+			}
+			cmds = append(triggers, cmds...)
+		}
+		for _, cmd := range cmds {
 			if arg, ok := cmd.(*instructions.ArgCommand); ok {
 				args = declareArgs(args, arg, given, lex)
 			}
@@ -93,6 +101,31 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 		}
 	}
 	return c, nil
+}
+
+// onbuildTriggers parses the ONBUILD instructions among a base stage's
+// commands: they run first in a stage built FROM it, in Kaniko and BuildKit
+// alike.
+func onbuildTriggers(base []instructions.Command) ([]instructions.Command, error) {
+	var triggers []instructions.Command
+	for _, cmd := range base {
+		onbuild, ok := cmd.(*instructions.OnbuildCommand)
+		if !ok {
+			continue
+		}
+		ast, err := parser.Parse(strings.NewReader(onbuild.Expression))
+		if err != nil || len(ast.AST.Children) != 1 {
+			return nil, fmt.Errorf("ONBUILD %s: %v", onbuild.Expression, err)
+		}
+		trigger, err := instructions.ParseInstruction(ast.AST.Children[0])
+		if err != nil {
+			return nil, fmt.Errorf("ONBUILD %s: %w", onbuild.Expression, err)
+		}
+		if c, ok := trigger.(instructions.Command); ok {
+			triggers = append(triggers, c)
+		}
+	}
+	return triggers, nil
 }
 
 // volumeDir is the COPY compat.WithVolumeDirs inserted after a VOLUME to

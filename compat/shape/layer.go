@@ -233,6 +233,20 @@ func (c *layerContent) regroupHardlinks() {
 	}
 }
 
+// splitHardlinks turns the layer's hardlinks into regular files with their
+// target's data: Kaniko's COPY writes each file it copies on its own, so
+// hardlinked sources arrive as separate files.
+func (c *layerContent) splitHardlinks() {
+	for _, e := range c.entries {
+		if e.hdr.Typeflag != tar.TypeLink {
+			continue
+		}
+		if t, ok := c.entries[cleanPath(e.hdr.Linkname)]; ok && t.hdr.Typeflag == tar.TypeReg {
+			e.hdr.Typeflag, e.hdr.Size, e.hdr.Linkname, e.dataOff = tar.TypeReg, t.hdr.Size, "", t.dataOff
+		}
+	}
+}
+
 // write re-tars src in Kaniko's form into a file in the work directory.
 // ok is false when Kaniko would have produced no layer (nothing changed).
 func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file string, ok bool, err error) {
@@ -284,7 +298,11 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 	if err := w.applyKanikoRules(c, cmd, lowerTree); err != nil {
 		return "", false, err
 	}
-	c.regroupHardlinks()
+	if _, isCopy := cmd.(*instructions.CopyCommand); isCopy {
+		c.splitHardlinks()
+	} else {
+		c.regroupHardlinks()
+	}
 
 	out, err := os.CreateTemp(w.workDir, "layer-*.tar")
 	if err != nil {
