@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -97,7 +98,13 @@ type Stage struct {
 	copyFroms []string
 	// invalidExpose is the first EXPOSE Kaniko rejects, or nil.
 	invalidExpose error
+	// argNames are the ARG names written with variables, which Kaniko
+	// expands and BuildKit takes literally.
+	argNames []argName
 }
+
+// argName is an ARG name written with variables and its expansion.
+type argName struct{ written, expanded string }
 
 // IsScratch reports whether the stage starts from the empty image.
 func (s Stage) IsScratch() bool { return strings.EqualFold(s.Base, "scratch") }
@@ -249,7 +256,7 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		if stage.BaseStage >= 0 {
 			inherited = stageEnv[stage.BaseStage]
 		}
-		stageEnv[i], stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
+		stageEnv[i], stage.argNames, stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
 			cp, ok := c.(*instructions.CopyCommand)
 			if ok {
@@ -279,14 +286,16 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 // variables). It follows the stage's ENV and ARG values from scope (KEY=VALUE,
 // Kaniko lets a stage see the meta ARGs); a port using a variable the
 // Dockerfile does not set (e.g. from the base image's ENV) is not judged.
-// It returns the scope at the end of the stage.
-func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, error) {
+// It returns the scope at the end of the stage, and the ARG names written
+// with variables it could expand.
+func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, []argName, error) {
 	scope = slices.Clone(scope)
 	expand := func(word string) (string, bool) {
 		res, err := lex.ProcessWordWithMatches(word, shell.EnvsFromSlice(scope))
 		return res.Result, err == nil && len(res.Unmatched) == 0
 	}
 	var invalid error
+	var names []argName
 	for _, c := range cmds {
 		switch c := c.(type) {
 		case *instructions.EnvCommand:
@@ -296,6 +305,16 @@ func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scop
 			}
 		case *instructions.ArgCommand:
 			for _, arg := range c.Args {
+				if strings.Contains(arg.Key, "$") {
+					res, err := lex.ProcessWordWithMatches(arg.Key, shell.EnvsFromSlice(scope))
+					// A name made from a --build-arg value is not written
+					// into the Dockerfile copy: values stay out of it.
+					fromGiven := slices.ContainsFunc(slices.Collect(maps.Keys(res.Matched)), func(k string) bool { _, ok := given[k]; return ok })
+					if err == nil && len(res.Unmatched) == 0 && res.Result != "" && !fromGiven {
+						names = append(names, argName{written: arg.Key, expanded: res.Result})
+						arg.Key = res.Result
+					}
+				}
 				if value, ok := given[arg.Key]; ok {
 					scope = setVar(scope, arg.Key, value, true)
 				} else if arg.Value != nil {
@@ -320,7 +339,7 @@ func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scop
 			}
 		}
 	}
-	return scope, invalid
+	return scope, names, invalid
 }
 
 // setVar sets key in scope; an unknown value (one using a variable the
@@ -541,6 +560,48 @@ func WithStageBaseNames(dt []byte, stages []Stage) (rewritten []byte, changed bo
 			return nil, false, fmt.Errorf("line %d: FROM %s: could not refer to stage %s in the Dockerfile copy BuildKit reads", node.StartLine, written, name)
 		}
 		changed = true
+	}
+	if !changed {
+		return dt, false, nil
+	}
+	return []byte(strings.Join(lines, "")), true, nil
+}
+
+// WithExpandedArgNames writes the expansion of each ARG name Kaniko expands
+// (`ARG ${name}=value`) in place of the name as written; BuildKit would
+// declare the name literally. stages are the Dockerfile's
+// (ParseDockerfileBytes), whose ARGs dt has in the same order; a name using
+// a variable not known before the build (base image ENV) or a --build-arg
+// value stays as written.
+func WithExpandedArgNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, false, err
+	}
+	lines := strings.SplitAfter(string(dt), "\n")
+	stage, next := -1, 0
+	for _, node := range result.AST.Children {
+		switch {
+		case strings.EqualFold(node.Value, "from"):
+			stage, next = stage+1, 0
+			continue
+		case stage < 0 || stage >= len(stages) || !strings.EqualFold(node.Value, "arg"):
+			continue
+		}
+		names := stages[stage].argNames
+		for n := node.Next; n != nil && next < len(names); n = n.Next {
+			if !strings.HasPrefix(n.Value, names[next].written) {
+				continue
+			}
+			for l := node.StartLine; l <= node.EndLine && l <= len(lines); l++ {
+				if strings.Contains(lines[l-1], names[next].written) {
+					lines[l-1] = strings.Replace(lines[l-1], names[next].written, names[next].expanded, 1)
+					changed = true
+					break
+				}
+			}
+			next++
+		}
 	}
 	if !changed {
 		return dt, false, nil

@@ -260,6 +260,23 @@ func TestWithStageBaseNames(t *testing.T) {
 	}
 }
 
+func TestWithExpandedArgNames(t *testing.T) {
+	in := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG ${name}=value ${P}_X \\\n  ${given}=no\nENV E=env\nARG ${E}_Y\n"
+	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), []string{"given=secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, changed, err := WithExpandedArgNames([]byte(in), df.Stages)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	// ${given} comes from --build-arg: its value never enters the copy.
+	want := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG KEY=value META_X \\\n  ${given}=no\nENV E=env\nARG env_Y\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func stageIndexes(stages []Stage) []int {
 	var indexes []int
 	for _, s := range stages {

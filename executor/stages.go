@@ -45,8 +45,9 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 // instructions mean something else than BuildKit's: ARGs declared by the
 // stages Kaniko built before (compat.WithKanikoArgScope), MAINTAINER,
 // which Kaniko skips (compat.WithoutMaintainer), and FROM values naming a
-// stage in another case (compat.WithStageBaseNames); all are the
-// Dockerfile's stages.
+// stage in another case (compat.WithStageBaseNames) and ARG names written
+// with variables (compat.WithExpandedArgNames); all are the Dockerfile's
+// stages.
 func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
 	if err != nil {
@@ -56,7 +57,12 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	for i, s := range built {
 		order[i] = s.Index
 	}
-	rewritten, argsChanged, notes, err := compat.WithKanikoArgScope(content, order, buildArgs)
+	// Names first: the ARG scope then carries the expanded names.
+	rewritten, namesChanged, err := compat.WithExpandedArgNames(content, all)
+	if err != nil {
+		return err
+	}
+	rewritten, argsChanged, notes, err := compat.WithKanikoArgScope(rewritten, order, buildArgs)
 	if err != nil {
 		return err
 	}
@@ -74,7 +80,7 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	if err != nil {
 		return err
 	}
-	if !argsChanged && len(maintainers) == 0 && !basesChanged {
+	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)
