@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -54,13 +55,30 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 			}
 		}
 		groupFromUser(c, lower, cmd.Chown)
+		chmodPermissionsOnly(c, cmd.Chmod)
 	case *instructions.AddCommand:
 		if err := w.copySources(c, lower, cmd.SourcesAndDest, cmd.Chown, cmd.Chmod); err != nil {
 			return err
 		}
 		groupFromUser(c, lower, cmd.Chown)
+		chmodPermissionsOnly(c, cmd.Chmod)
 	}
 	return w.addSymlinkTargets(c, lower)
+}
+
+// chmodPermissionsOnly: Kaniko applies --chmod's permission bits only (its
+// octal value becomes a Go file mode, where setuid, setgid and sticky are
+// other bits), so `--chmod=4755` writes 0755; BuildKit keeps them.
+func chmodPermissionsOnly(c *layerContent, chmod string) {
+	mode, err := strconv.ParseUint(chmod, 8, 32)
+	if err != nil || mode&0o7000 == 0 || mode > 0o7777 {
+		return
+	}
+	for _, e := range c.entries {
+		if e.hdr.Typeflag != tar.TypeSymlink && e.hdr.Mode&0o7777 == int64(mode) {
+			e.hdr.Mode &^= 0o7000
+		}
+	}
 }
 
 // workdirParentsRootOwned: Kaniko's WORKDIR creates the missing parents with
