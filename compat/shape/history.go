@@ -35,6 +35,15 @@ type chain struct {
 	used map[string]bool
 	// scratch is true when the first stage starts FROM scratch.
 	scratch bool
+	// portRanges are the EXPOSE values written as ranges (8000-8002[/udp])
+	// with the ARG values they may use.
+	portRanges []portRange
+}
+
+// portRange is one EXPOSE value that may be a port range, as written.
+type portRange struct {
+	port string
+	args []string
 }
 
 // readChain parses the Dockerfile for the target stage and the stages it
@@ -90,6 +99,13 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 				c.layerTexts = append(c.layerTexts, strings.TrimSpace(fmt.Sprint(cmd)))
 				c.layerCmds = append(c.layerCmds, cmd)
 				c.layerStage = append(c.layerStage, n)
+			}
+			if expose, ok := cmd.(*instructions.ExposeCommand); ok {
+				for _, port := range expose.Ports {
+					if strings.Contains(port, "-") || strings.Contains(port, "$") {
+						c.portRanges = append(c.portRanges, portRange{port: port, args: slices.Clone(args)})
+					}
+				}
 			}
 			if vol, ok := cmd.(*instructions.VolumeCommand); ok && volumeDirs {
 				for _, v := range compat.VolumePaths(vol) {

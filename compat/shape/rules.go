@@ -45,6 +45,9 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 			}
 		}
 	}()
+	if err := multipleSourcesNeedDir(lower, cmd); err != nil {
+		return err
+	}
 	switch cmd := cmd.(type) {
 	case *instructions.WorkdirCommand:
 		workdirParentsRootOwned(c, lower)
@@ -64,6 +67,37 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 		chmodPermissionsOnly(c, cmd.Chmod)
 	}
 	return w.addSymlinkTargets(c, lower)
+}
+
+// MultipleSourcesError is Kaniko's error for a COPY/ADD of several sources
+// onto a destination that is not a directory.
+const MultipleSourcesError = "when specifying multiple sources in a COPY command, destination must be a directory and end in '/'"
+
+// multipleSourcesNeedDir fails where Kaniko fails a COPY/ADD of several
+// literal sources whose absolute destination neither ends in "/" nor is a
+// directory already; BuildKit creates the directory.
+func multipleSourcesNeedDir(lower tree, cmd instructions.Command) error {
+	var sd instructions.SourcesAndDest
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		sd = cmd.SourcesAndDest
+	case *instructions.AddCommand:
+		sd = cmd.SourcesAndDest
+	default:
+		return nil
+	}
+	if len(sd.SourcePaths) < 2 || strings.HasSuffix(sd.DestPath, "/") || !path.IsAbs(sd.DestPath) {
+		return nil
+	}
+	for _, src := range sd.SourcePaths {
+		if strings.ContainsAny(src, "*?[$\\") {
+			return nil
+		}
+	}
+	if h, ok := lower[cleanPath(sd.DestPath)]; ok && h.Typeflag == tar.TypeDir {
+		return nil
+	}
+	return fmt.Errorf("%s %s: failed to get files used from context: %s", strings.ToUpper(cmd.Name()), sd.DestPath, MultipleSourcesError)
 }
 
 // chmodPermissionsOnly: Kaniko applies --chmod's permission bits only (its
@@ -185,8 +219,18 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 			c.ownNewParents(lower, target, 0, 0, goModeToTar(info.Mode.Perm())&^0o022)
 		case info.Mode&fs.ModeSymlink != 0:
 			e := c.entries[target]
-			if e == nil {
-				continue
+			if e == nil || e.hdr.Typeflag == tar.TypeDir {
+				// BuildKit followed a link to a directory and copied its
+				// contents into the destination directory or onto target.
+				into := target
+				if e == nil {
+					into = path.Dir(target)
+				}
+				if !w.dropFollowedDir(c, cp, into) {
+					continue
+				}
+				e = &entry{hdr: tar.Header{ModTime: c.newestMod}}
+				c.entries[target] = e
 			}
 			e.hdr = tar.Header{Typeflag: tar.TypeSymlink, Name: target, Linkname: info.Link, Mode: 0o777, ModTime: e.hdr.ModTime}
 			c.ownNewParents(lower, target, 0, 0, 0o755)
@@ -197,6 +241,34 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 		}
 	}
 	return nil
+}
+
+// dropFollowedDir removes from the layer what BuildKit copied into `into`
+// by following cp, a context symlink to a context directory: the entries
+// whose path below `into` exists below that directory. It reports whether
+// cp is such a link.
+func (w *layerWriter) dropFollowedDir(c *layerContent, cp contextCopy, into string) bool {
+	if path.IsAbs(cp.info.Link) {
+		return false
+	}
+	linked := path.Join(path.Dir(cp.rel), cp.info.Link)
+	if info, err := w.contextSource(linked); err != nil || !info.Mode.IsDir() {
+		return false
+	}
+	prefix := into + "/"
+	if into == "" || into == "." {
+		prefix = ""
+	}
+	for p := range c.entries {
+		rest, under := strings.CutPrefix(p, prefix)
+		if !under || rest == "" {
+			continue
+		}
+		if _, err := w.contextSource(path.Join(linked, rest)); err == nil {
+			delete(c.entries, p)
+		}
+	}
+	return true
 }
 
 // keepSetidBits gives the files cp copied their source's setuid and setgid

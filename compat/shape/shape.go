@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -433,6 +434,35 @@ func (s *shaper) kanikoConfig(cfg *v1.Config) {
 	}
 	if s.chain.scratch && !s.chain.used["WORKDIR"] && cfg.WorkingDir == "/" {
 		cfg.WorkingDir = ""
+	}
+	s.keepPortRanges(cfg)
+}
+
+// keepPortRanges: Kaniko records `EXPOSE 8000-8002` as the one port
+// "8000-8002/tcp", BuildKit as each port of the range.
+func (s *shaper) keepPortRanges(cfg *v1.Config) {
+	for _, r := range s.chain.portRanges {
+		expanded, _, err := shell.NewLex('\\').ProcessWord(r.port, shell.EnvsFromSlice(append(slices.Clone(r.args), s.env...)))
+		if err != nil {
+			continue
+		}
+		ports, proto, _ := strings.Cut(expanded, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		first, last, isRange := strings.Cut(ports, "-")
+		from, err1 := strconv.Atoi(first)
+		to, err2 := strconv.Atoi(last)
+		if !isRange || err1 != nil || err2 != nil || from > to {
+			continue
+		}
+		if _, built := cfg.ExposedPorts[fmt.Sprintf("%d/%s", from, proto)]; !built {
+			continue
+		}
+		for p := from; p <= to; p++ {
+			delete(cfg.ExposedPorts, fmt.Sprintf("%d/%s", p, proto))
+		}
+		cfg.ExposedPorts[ports+"/"+proto] = struct{}{}
 	}
 }
 
