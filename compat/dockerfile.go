@@ -101,6 +101,14 @@ type Stage struct {
 	// argNames are the ARG names written with variables, which Kaniko
 	// expands and BuildKit takes literally.
 	argNames []argName
+	// addSources are the ADD sources without variables or URLs, as written.
+	addSources []addSource
+}
+
+// addSource is one local ADD source and its instruction's line.
+type addSource struct {
+	line int
+	path string
 }
 
 // argName is an ARG name written with variables and its expansion.
@@ -258,6 +266,13 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		}
 		stageEnv[i], stage.argNames, stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
+			if add, ok := c.(*instructions.AddCommand); ok {
+				for _, src := range add.SourcePaths {
+					if !strings.Contains(src, "$") && !strings.Contains(src, "://") {
+						stage.addSources = append(stage.addSources, addSource{line: lineOf(add), path: src})
+					}
+				}
+			}
 			cp, ok := c.(*instructions.CopyCommand)
 			if ok {
 				stage.copyFroms = append(stage.copyFroms, cp.From)

@@ -111,6 +111,9 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err := compat.CheckExpose(kanikoStages); err != nil {
 		return fmt.Errorf("error building image: %w", err)
 	}
+	if err := compat.CheckLocalArchives(kanikoStages, b.buildContext.Dir); err != nil {
+		return fmt.Errorf("error building image: %w", err)
+	}
 	extraTargets, err := stageExtraTargets(dockerfile, parsed.ExtraStages(kanikoStages))
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
