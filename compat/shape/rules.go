@@ -48,6 +48,7 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 	if err := multipleSourcesNeedDir(lower, cmd); err != nil {
 		return err
 	}
+	writtenThroughLink(c, lower, cmd)
 	switch cmd := cmd.(type) {
 	case *instructions.WorkdirCommand:
 		workdirParentsRootOwned(c, lower)
@@ -67,6 +68,32 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 		chmodPermissionsOnly(c, cmd.Chmod)
 	}
 	return w.addSymlinkTargets(c, lower)
+}
+
+// writtenThroughLink: a COPY/ADD onto a destination that is a symlink
+// below writes through it; Kaniko's layer has the file written, BuildKit's
+// also the link, unchanged.
+func writtenThroughLink(c *layerContent, lower tree, cmd instructions.Command) {
+	var dest string
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		dest = cmd.DestPath
+	case *instructions.AddCommand:
+		dest = cmd.DestPath
+	default:
+		return
+	}
+	if !path.IsAbs(dest) {
+		return
+	}
+	p := cleanPath(dest)
+	below, e := lower[p], c.entries[p]
+	if below == nil || e == nil || below.Typeflag != tar.TypeSymlink || e.hdr.Typeflag != tar.TypeSymlink {
+		return
+	}
+	if below.Linkname == e.hdr.Linkname && below.Uid == e.hdr.Uid && below.Gid == e.hdr.Gid {
+		delete(c.entries, p)
+	}
 }
 
 // MultipleSourcesError is Kaniko's error for a COPY/ADD of several sources
