@@ -45,6 +45,9 @@ type layerWriter struct {
 	fixes         fixes
 	// volumes are the stage's VOLUME paths declared so far (cleaned).
 	volumes []string
+	// rootMode is the mode of / once a COPY of a context directory onto /
+	// changed it; Kaniko's `/` entries show it. 0 is Kaniko's 0755.
+	rootMode int64
 	// indexSource, when set, records the headers of each layer read (see
 	// shaper.indexSource).
 	indexSource func(src v1.Layer) (record func(*tar.Header), done func(complete bool))
@@ -415,7 +418,11 @@ func (w *layerWriter) applyVolumes(c *layerContent, cmd instructions.Command, lo
 // else from the filesystem below. The root is always Kaniko's `/` entry.
 func (w *layerWriter) dirHeader(dir string, c *layerContent, lowerTree func() (tree, error)) (*tar.Header, error) {
 	if dir == "" {
-		return w.header("", &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755, ModTime: c.newestMod}), nil
+		mode := int64(0o755)
+		if w.rootMode != 0 {
+			mode = w.rootMode
+		}
+		return w.header("", &tar.Header{Typeflag: tar.TypeDir, Mode: mode, ModTime: c.newestMod}), nil
 	}
 	if e, ok := c.entries[dir]; ok {
 		return w.header(dir, &e.hdr), nil

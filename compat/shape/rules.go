@@ -233,6 +233,9 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 		}
 		switch {
 		case info.Mode.IsDir():
+			if target == "" && chmod == "" {
+				w.rootMode = goModeToTar(info.Mode.Perm())
+			}
 			e := c.entries[target]
 			if e == nil || e.hdr.Typeflag != tar.TypeDir {
 				continue
