@@ -98,9 +98,9 @@ type Stage struct {
 	copyFroms []string
 	// invalidExpose is the first EXPOSE Kaniko rejects, or nil.
 	invalidExpose error
-	// argNames are the ARG names written with variables, which Kaniko
-	// expands and BuildKit takes literally.
-	argNames []argName
+	// argEdits are, by the ordinal of the stage's ARG instruction, the ARG
+	// names to write differently for BuildKit (see argEdit).
+	argEdits map[int]map[string]string
 	// addSources are the ADD sources without variables or URLs, as written.
 	addSources []addSource
 }
@@ -111,8 +111,20 @@ type addSource struct {
 	path string
 }
 
-// argName is an ARG name written with variables and its expansion.
-type argName struct{ written, expanded string }
+// argEdit records, for an ARG name as written, the name BuildKit must see:
+// its expansion when written with variables (Kaniko expands it, BuildKit
+// takes it literally), or "" when an ENV of the stage set it before
+// (Kaniko's ENV always wins over an ARG, BuildKit's later ARG wins).
+func argEdit(edits map[int]map[string]string, ordinal int, written, name string) map[int]map[string]string {
+	if edits == nil {
+		edits = map[int]map[string]string{}
+	}
+	if edits[ordinal] == nil {
+		edits[ordinal] = map[string]string{}
+	}
+	edits[ordinal][written] = name
+	return edits
+}
 
 // IsScratch reports whether the stage starts from the empty image.
 func (s Stage) IsScratch() bool { return strings.EqualFold(s.Base, "scratch") }
@@ -264,7 +276,7 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		if stage.BaseStage >= 0 {
 			inherited = stageEnv[stage.BaseStage]
 		}
-		stageEnv[i], stage.argNames, stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
+		stageEnv[i], stage.argEdits, stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
 			if add, ok := c.(*instructions.AddCommand); ok {
 				for _, src := range add.SourcePaths {
@@ -301,34 +313,43 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 // variables). It follows the stage's ENV and ARG values from scope (KEY=VALUE,
 // Kaniko lets a stage see the meta ARGs); a port using a variable the
 // Dockerfile does not set (e.g. from the base image's ENV) is not judged.
-// It returns the scope at the end of the stage, and the ARG names written
-// with variables it could expand.
-func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, []argName, error) {
+// It returns the scope at the end of the stage, and the ARG names BuildKit
+// must see written differently (argEdit).
+func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, map[int]map[string]string, error) {
 	scope = slices.Clone(scope)
 	expand := func(word string) (string, bool) {
 		res, err := lex.ProcessWordWithMatches(word, shell.EnvsFromSlice(scope))
 		return res.Result, err == nil && len(res.Unmatched) == 0
 	}
 	var invalid error
-	var names []argName
+	var edits map[int]map[string]string
+	envSet := map[string]bool{} // names an ENV of the stage set
+	ordinal := -1
 	for _, c := range cmds {
 		switch c := c.(type) {
 		case *instructions.EnvCommand:
 			for _, kv := range c.Env {
 				value, known := expand(kv.Value)
 				scope = setVar(scope, kv.Key, value, known)
+				envSet[kv.Key] = true
 			}
 		case *instructions.ArgCommand:
+			ordinal++
 			for _, arg := range c.Args {
+				written := arg.Key
 				if strings.Contains(arg.Key, "$") {
 					res, err := lex.ProcessWordWithMatches(arg.Key, shell.EnvsFromSlice(scope))
 					// A name made from a --build-arg value is not written
 					// into the Dockerfile copy: values stay out of it.
 					fromGiven := slices.ContainsFunc(slices.Collect(maps.Keys(res.Matched)), func(k string) bool { _, ok := given[k]; return ok })
 					if err == nil && len(res.Unmatched) == 0 && res.Result != "" && !fromGiven {
-						names = append(names, argName{written: arg.Key, expanded: res.Result})
+						edits = argEdit(edits, ordinal, written, res.Result)
 						arg.Key = res.Result
 					}
+				}
+				if envSet[arg.Key] {
+					edits = argEdit(edits, ordinal, written, "")
+					continue
 				}
 				if value, ok := given[arg.Key]; ok {
 					scope = setVar(scope, arg.Key, value, true)
@@ -354,7 +375,7 @@ func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scop
 			}
 		}
 	}
-	return scope, names, invalid
+	return scope, edits, invalid
 }
 
 // setVar sets key in scope; an unknown value (one using a variable the
@@ -582,46 +603,59 @@ func WithStageBaseNames(dt []byte, stages []Stage) (rewritten []byte, changed bo
 	return []byte(strings.Join(lines, "")), true, nil
 }
 
-// WithExpandedArgNames writes the expansion of each ARG name Kaniko expands
-// (`ARG ${name}=value`) in place of the name as written; BuildKit would
-// declare the name literally. stages are the Dockerfile's
-// (ParseDockerfileBytes), whose ARGs dt has in the same order; a name using
-// a variable not known before the build (base image ENV) or a --build-arg
-// value stays as written.
-func WithExpandedArgNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+// WithKanikoArgNames writes each ARG the way BuildKit must read it to give
+// Kaniko's result (argEdit): a name written with variables (`ARG
+// ${name}=value`) as its expansion, and without the names an earlier ENV
+// of the stage set. An edited ARG is written on its first line (its other
+// lines left empty, so line numbers stay), one left without names becomes a
+// comment. stages are the Dockerfile's (ParseDockerfileBytes), whose ARGs
+// dt has in the same order; a name using a variable not known before the
+// build (base image ENV) or a --build-arg value stays as written.
+func WithKanikoArgNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
 	result, err := parser.Parse(bytes.NewReader(dt))
 	if err != nil {
 		return nil, false, err
 	}
-	lines := strings.SplitAfter(string(dt), "\n")
-	stage, next := -1, 0
+	ed := lineEditor{lines: strings.SplitAfter(string(dt), "\n")}
+	stage, ordinal := -1, -1
 	for _, node := range result.AST.Children {
 		switch {
 		case strings.EqualFold(node.Value, "from"):
-			stage, next = stage+1, 0
+			stage, ordinal = stage+1, -1
 			continue
 		case stage < 0 || stage >= len(stages) || !strings.EqualFold(node.Value, "arg"):
 			continue
 		}
-		names := stages[stage].argNames
-		for n := node.Next; n != nil && next < len(names); n = n.Next {
-			if !strings.HasPrefix(n.Value, names[next].written) {
-				continue
-			}
-			for l := node.StartLine; l <= node.EndLine && l <= len(lines); l++ {
-				if strings.Contains(lines[l-1], names[next].written) {
-					lines[l-1] = strings.Replace(lines[l-1], names[next].written, names[next].expanded, 1)
-					changed = true
-					break
-				}
-			}
-			next++
+		ordinal++
+		edits := stages[stage].argEdits[ordinal]
+		if len(edits) == 0 {
+			continue
 		}
+		var kept []string
+		for n := node.Next; n != nil; n = n.Next {
+			key, _, _ := strings.Cut(n.Value, "=")
+			name, edited := edits[key]
+			switch {
+			case !edited:
+				kept = append(kept, n.Value)
+			case name != "":
+				kept = append(kept, name+strings.TrimPrefix(n.Value, key))
+			}
+		}
+		if len(kept) == 0 {
+			ed.comment(node.StartLine, node.EndLine)
+			continue
+		}
+		for l := node.StartLine + 1; l <= node.EndLine && l <= len(ed.lines); l++ {
+			ed.lines[l-1] = "\n"
+		}
+		ed.lines[node.StartLine-1] = "ARG " + strings.Join(kept, " ") + "\n"
+		ed.changed = true
 	}
-	if !changed {
+	if !ed.changed {
 		return dt, false, nil
 	}
-	return []byte(strings.Join(lines, "")), true, nil
+	return []byte(ed.String()), true, nil
 }
 
 // fromInstructions splits dt into lines (with their endings) and lists its

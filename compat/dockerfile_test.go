@@ -260,20 +260,27 @@ func TestWithStageBaseNames(t *testing.T) {
 	}
 }
 
-func TestWithExpandedArgNames(t *testing.T) {
+func TestWithKanikoArgNames(t *testing.T) {
 	in := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG ${name}=value ${P}_X \\\n  ${given}=no\nENV E=env\nARG ${E}_Y\n"
 	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), []string{"given=secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, changed, err := WithExpandedArgNames([]byte(in), df.Stages)
+	got, changed, err := WithKanikoArgNames([]byte(in), df.Stages)
 	if err != nil || !changed {
 		t.Fatalf("changed %v, error %v", changed, err)
 	}
 	// ${given} comes from --build-arg: its value never enters the copy.
-	want := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG KEY=value META_X \\\n  ${given}=no\nENV E=env\nARG env_Y\n"
+	want := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG KEY=value META_X ${given}=no\n\nENV E=env\nARG env_Y\n"
 	if string(got) != want {
 		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	// An ARG after an ENV of the same name is dropped (Kaniko's ENV wins).
+	shadow := "FROM busybox\nARG X=1\nENV X=env Y=y\nARG X=2 Z=3\nARG Y\nRUN true\n"
+	df, _ = ParseDockerfileBytes("Dockerfile", []byte(shadow), nil)
+	got, _, err = WithKanikoArgNames([]byte(shadow), df.Stages)
+	if want := "FROM busybox\nARG X=1\nENV X=env Y=y\nARG Z=3\n# ARG Y\nRUN true\n"; err != nil || string(got) != want {
+		t.Fatalf("rewritten (%v):\n%s\nwant:\n%s", err, got, want)
 	}
 }
 

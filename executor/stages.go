@@ -45,8 +45,8 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 // instructions mean something else than BuildKit's: ARGs declared by the
 // stages Kaniko built before (compat.WithKanikoArgScope), MAINTAINER,
 // which Kaniko skips (compat.WithoutMaintainer), and FROM values naming a
-// stage in another case (compat.WithStageBaseNames) and ARG names written
-// with variables (compat.WithExpandedArgNames); all are the Dockerfile's
+// stage in another case (compat.WithStageBaseNames) and ARG names as
+// Kaniko reads them (compat.WithKanikoArgNames); all are the Dockerfile's
 // stages.
 func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
@@ -58,7 +58,7 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 		order[i] = s.Index
 	}
 	// Names first: the ARG scope then carries the expanded names.
-	rewritten, namesChanged, err := compat.WithExpandedArgNames(content, all)
+	rewritten, namesChanged, err := compat.WithKanikoArgNames(content, all)
 	if err != nil {
 		return err
 	}
