@@ -46,8 +46,9 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 // stages Kaniko built before (compat.WithKanikoArgScope), MAINTAINER,
 // which Kaniko skips (compat.WithoutMaintainer), and FROM values naming a
 // stage in another case (compat.WithStageBaseNames) and ARG names as
-// Kaniko reads them (compat.WithKanikoArgNames); all are the Dockerfile's
-// stages.
+// Kaniko reads them (compat.WithKanikoArgNames) and COPY/ADD sources the
+// .dockerignore next to staged excludes (compat.WithIgnoredSources); all
+// are the Dockerfile's stages.
 func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
 	if err != nil {
@@ -76,11 +77,17 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	for range maintainers {
 		log.Warn("MAINTAINER is deprecated; skipped, as Kaniko does")
 	}
+	ignoredChanged := false
+	if ignore, err := os.ReadFile(staged + ".dockerignore"); err == nil {
+		if rewritten, ignoredChanged, err = compat.WithIgnoredSources(rewritten, ignore); err != nil {
+			return err
+		}
+	}
 	rewritten, basesChanged, err := compat.WithStageBaseNames(rewritten, all)
 	if err != nil {
 		return err
 	}
-	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged {
+	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)
