@@ -2,6 +2,7 @@ package shape
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,9 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 		}
 	}()
 	if err := multipleSourcesNeedDir(lower, cmd); err != nil {
+		return err
+	}
+	if err := w.chownUserExists(lower, cmd); err != nil {
 		return err
 	}
 	writtenThroughLink(c, lower, cmd)
@@ -94,6 +98,37 @@ func writtenThroughLink(c *layerContent, lower tree, cmd instructions.Command) {
 	if below.Linkname == e.hdr.Linkname && below.Uid == e.hdr.Uid && below.Gid == e.hdr.Gid {
 		delete(c.entries, p)
 	}
+}
+
+// chownUserExists fails where Kaniko fails a COPY/ADD --chown naming a user
+// the image's /etc/passwd does not have; BuildKit builds.
+func (w *layerWriter) chownUserExists(lower tree, cmd instructions.Command) error {
+	var chown string
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		chown = cmd.Chown
+	case *instructions.AddCommand:
+		chown = cmd.Chown
+	}
+	name, _, _ := strings.Cut(chown, ":")
+	if name == "" || strings.Contains(name, "$") {
+		return nil
+	}
+	if _, err := strconv.Atoi(name); err == nil {
+		return nil
+	}
+	var passwd bytes.Buffer
+	if h := lower["etc/passwd"]; h != nil && h.Typeflag == tar.TypeReg {
+		if err := w.lowerFile("etc/passwd", &passwd); err != nil {
+			return fmt.Errorf("reading /etc/passwd below the layer: %w", err)
+		}
+	}
+	for _, line := range strings.Split(passwd.String(), "\n") {
+		if user, _, ok := strings.Cut(line, ":"); ok && user == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s --chown=%s: getting user group from chown: user %s is not a uid and does not exist on the system; use a uid or a user of the image's /etc/passwd", strings.ToUpper(cmd.Name()), chown, name)
 }
 
 // MultipleSourcesError is Kaniko's error for a COPY/ADD of several sources
