@@ -42,13 +42,13 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 }
 
 // stageKanikoInstructions rewrites the staged Dockerfile where Kaniko's
-// instructions mean something else than BuildKit's: ARGs declared by the
-// stages Kaniko built before (compat.WithKanikoArgScope), MAINTAINER,
-// which Kaniko skips (compat.WithoutMaintainer), and FROM values naming a
-// stage in another case (compat.WithStageBaseNames) and ARG names as
-// Kaniko reads them (compat.WithKanikoArgNames) and COPY/ADD sources the
-// .dockerignore next to staged excludes (compat.WithIgnoredSources); all
-// are the Dockerfile's stages.
+// instructions mean something else than BuildKit's: ARG names as Kaniko
+// reads them (compat.WithKanikoArgNames), ARGs declared by the stages Kaniko
+// built before (compat.WithKanikoArgScope), MAINTAINER, which Kaniko skips
+// (compat.WithoutMaintainer), COPY/ADD sources the .dockerignore next to
+// staged excludes (compat.WithIgnoredSources) and FROM values naming a
+// stage in another case (compat.WithStageBaseNames). all are the
+// Dockerfile's stages, built the ones Kaniko builds.
 func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
 	if err != nil {
