@@ -74,9 +74,11 @@ golden: deps workspace
 golden-check: deps workspace
 	KILN_KANIKO_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKanikoEndToEnd$$' ./conformance/golden
 
-# kiln against the committed goldens: root and rootless with --reproducible, root without it; writes conformance/REPORT.md (also run by make test).
+# kiln against the committed goldens: root and rootless with --reproducible, root without it, and kiln's
+# image in a container with no security options (embedded engine); writes conformance/REPORT.md.
+# make test runs the same minus the cases marked extended.
 conformance: deps build workspace image
-	$(GO) test -count=1 -timeout 30m -v -run '^TestConformance$$' ./conformance/runner
+	KILN_CONFORMANCE_FULL=1 $(GO) test -count=1 -timeout 90m -v -run '^TestConformance$$' ./conformance/runner
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5

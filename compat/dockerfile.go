@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -97,6 +98,32 @@ type Stage struct {
 	copyFroms []string
 	// invalidExpose is the first EXPOSE Kaniko rejects, or nil.
 	invalidExpose error
+	// argEdits are, by the ordinal of the stage's ARG instruction, the ARG
+	// names to write differently for BuildKit (see argEdit).
+	argEdits map[int]map[string]string
+	// addSources are the ADD sources without variables or URLs, as written.
+	addSources []addSource
+}
+
+// addSource is one local ADD source and its instruction's line.
+type addSource struct {
+	line int
+	path string
+}
+
+// argEdit records, for an ARG name as written, the name BuildKit must see:
+// its expansion when written with variables (Kaniko expands it, BuildKit
+// takes it literally), or "" when an ENV of the stage set it before
+// (Kaniko's ENV always wins over an ARG, BuildKit's later ARG wins).
+func argEdit(edits map[int]map[string]string, ordinal int, written, name string) map[int]map[string]string {
+	if edits == nil {
+		edits = map[int]map[string]string{}
+	}
+	if edits[ordinal] == nil {
+		edits[ordinal] = map[string]string{}
+	}
+	edits[ordinal][written] = name
+	return edits
 }
 
 // IsScratch reports whether the stage starts from the empty image.
@@ -249,8 +276,15 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		if stage.BaseStage >= 0 {
 			inherited = stageEnv[stage.BaseStage]
 		}
-		stageEnv[i], stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
+		stageEnv[i], stage.argEdits, stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
+			if add, ok := c.(*instructions.AddCommand); ok {
+				for _, src := range add.SourcePaths {
+					if !strings.Contains(src, "$") && !strings.Contains(src, "://") {
+						stage.addSources = append(stage.addSources, addSource{line: lineOf(add), path: src})
+					}
+				}
+			}
 			cp, ok := c.(*instructions.CopyCommand)
 			if ok {
 				stage.copyFroms = append(stage.copyFroms, cp.From)
@@ -279,23 +313,44 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 // variables). It follows the stage's ENV and ARG values from scope (KEY=VALUE,
 // Kaniko lets a stage see the meta ARGs); a port using a variable the
 // Dockerfile does not set (e.g. from the base image's ENV) is not judged.
-// It returns the scope at the end of the stage.
-func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, error) {
+// It returns the scope at the end of the stage, and the ARG names BuildKit
+// must see written differently (argEdit).
+func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, map[int]map[string]string, error) {
 	scope = slices.Clone(scope)
 	expand := func(word string) (string, bool) {
 		res, err := lex.ProcessWordWithMatches(word, shell.EnvsFromSlice(scope))
 		return res.Result, err == nil && len(res.Unmatched) == 0
 	}
 	var invalid error
+	var edits map[int]map[string]string
+	envSet := map[string]bool{} // names an ENV of the stage set
+	ordinal := -1
 	for _, c := range cmds {
 		switch c := c.(type) {
 		case *instructions.EnvCommand:
 			for _, kv := range c.Env {
 				value, known := expand(kv.Value)
 				scope = setVar(scope, kv.Key, value, known)
+				envSet[kv.Key] = true
 			}
 		case *instructions.ArgCommand:
+			ordinal++
 			for _, arg := range c.Args {
+				written := arg.Key
+				if strings.Contains(arg.Key, "$") {
+					res, err := lex.ProcessWordWithMatches(arg.Key, shell.EnvsFromSlice(scope))
+					// A name made from a --build-arg value is not written
+					// into the Dockerfile copy: values stay out of it.
+					fromGiven := slices.ContainsFunc(slices.Collect(maps.Keys(res.Matched)), func(k string) bool { _, ok := given[k]; return ok })
+					if err == nil && len(res.Unmatched) == 0 && res.Result != "" && !fromGiven {
+						edits = argEdit(edits, ordinal, written, res.Result)
+						arg.Key = res.Result
+					}
+				}
+				if envSet[arg.Key] {
+					edits = argEdit(edits, ordinal, written, "")
+					continue
+				}
 				if value, ok := given[arg.Key]; ok {
 					scope = setVar(scope, arg.Key, value, true)
 				} else if arg.Value != nil {
@@ -320,7 +375,7 @@ func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scop
 			}
 		}
 	}
-	return scope, invalid
+	return scope, edits, invalid
 }
 
 // setVar sets key in scope; an unknown value (one using a variable the
@@ -476,22 +531,16 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 	if len(names) == 0 {
 		return dt, false, nil
 	}
-	result, err := parser.Parse(bytes.NewReader(dt))
+	lines, froms, err := fromInstructions(dt)
 	if err != nil {
 		return nil, false, err
 	}
-	lines := strings.SplitAfter(string(dt), "\n")
-	stage := 0
-	for _, node := range result.AST.Children {
-		if !strings.EqualFold(node.Value, "from") {
-			continue
-		}
+	for stage, node := range froms {
 		if name, ok := names[stage]; ok {
 			line := lines[node.EndLine-1]
 			content := strings.TrimRight(line, "\r\n")
 			lines[node.EndLine-1] = content + " AS " + name + line[len(content):]
 		}
-		stage++
 	}
 	rewritten = []byte(strings.Join(lines, ""))
 	// A FROM the edit does not fit (e.g. one ending in a continuation at
@@ -512,6 +561,116 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 		return nil, false, fmt.Errorf("naming unused stages for BuildKit: %w", err)
 	}
 	return rewritten, true, nil
+}
+
+// WithStageBaseNames makes FROM find a stage named in another case:
+// Kaniko matches a FROM value against stage names case-insensitively, while
+// BuildKit looks the value up as written and otherwise pulls it as an image
+// (failing on its upper-case letters). Each such FROM value is replaced, on
+// its own line, by the stage's name as the parser recorded it (lower case).
+// stages are the Dockerfile's (ParseDockerfileBytes); changed is false when
+// nothing differs.
+func WithStageBaseNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+	lines, froms, err := fromInstructions(dt)
+	if err != nil {
+		return nil, false, err
+	}
+	for i, node := range froms {
+		if i >= len(stages) || stages[i].BaseStage < 0 || node.Next == nil {
+			continue
+		}
+		name := stages[stages[i].BaseStage].Name
+		written := node.Next.Value
+		if written == name {
+			continue
+		}
+		word := regexp.MustCompile(`(^|\s)` + regexp.QuoteMeta(written) + `(\s|$)`)
+		replaced := false
+		for n := node.StartLine; n <= node.EndLine && n <= len(lines) && !replaced; n++ {
+			if loc := word.FindStringSubmatchIndex(lines[n-1]); loc != nil {
+				lines[n-1] = lines[n-1][:loc[3]] + name + lines[n-1][loc[4]:]
+				replaced = true
+			}
+		}
+		if !replaced {
+			return nil, false, fmt.Errorf("line %d: FROM %s: could not refer to stage %s in the Dockerfile copy BuildKit reads", node.StartLine, written, name)
+		}
+		changed = true
+	}
+	if !changed {
+		return dt, false, nil
+	}
+	return []byte(strings.Join(lines, "")), true, nil
+}
+
+// WithKanikoArgNames writes each ARG the way BuildKit must read it to give
+// Kaniko's result (argEdit): a name written with variables (`ARG
+// ${name}=value`) as its expansion, and without the names an earlier ENV
+// of the stage set. An edited ARG is written on its first line (its other
+// lines left empty, so line numbers stay), one left without names becomes a
+// comment. stages are the Dockerfile's (ParseDockerfileBytes), whose ARGs
+// dt has in the same order; a name using a variable not known before the
+// build (base image ENV) or a --build-arg value stays as written.
+func WithKanikoArgNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, false, err
+	}
+	ed := lineEditor{lines: strings.SplitAfter(string(dt), "\n")}
+	stage, ordinal := -1, -1
+	for _, node := range result.AST.Children {
+		switch {
+		case strings.EqualFold(node.Value, "from"):
+			stage, ordinal = stage+1, -1
+			continue
+		case stage < 0 || stage >= len(stages) || !strings.EqualFold(node.Value, "arg"):
+			continue
+		}
+		ordinal++
+		edits := stages[stage].argEdits[ordinal]
+		if len(edits) == 0 {
+			continue
+		}
+		var kept []string
+		for n := node.Next; n != nil; n = n.Next {
+			key, _, _ := strings.Cut(n.Value, "=")
+			name, edited := edits[key]
+			switch {
+			case !edited:
+				kept = append(kept, n.Value)
+			case name != "":
+				kept = append(kept, name+strings.TrimPrefix(n.Value, key))
+			}
+		}
+		if len(kept) == 0 {
+			ed.comment(node.StartLine, node.EndLine)
+			continue
+		}
+		for l := node.StartLine + 1; l <= node.EndLine && l <= len(ed.lines); l++ {
+			ed.lines[l-1] = "\n"
+		}
+		ed.lines[node.StartLine-1] = "ARG " + strings.Join(kept, " ") + "\n"
+		ed.changed = true
+	}
+	if !ed.changed {
+		return dt, false, nil
+	}
+	return []byte(ed.String()), true, nil
+}
+
+// fromInstructions splits dt into lines (with their endings) and lists its
+// FROM instructions in stage order.
+func fromInstructions(dt []byte) (lines []string, froms []*parser.Node, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, node := range result.AST.Children {
+		if strings.EqualFold(node.Value, "from") {
+			froms = append(froms, node)
+		}
+	}
+	return strings.SplitAfter(string(dt), "\n"), froms, nil
 }
 
 // VolumeDirsContext names the empty directory, sent to BuildKit as a named
@@ -554,12 +713,13 @@ func WithVolumeDirs(dt []byte) (rewritten []byte, changed bool, err error) {
 	return []byte(ed.String()), true, nil
 }
 
-// VolumePaths lists the absolute paths a VOLUME instruction declares, as
-// WithVolumeDirs creates them.
+// VolumePaths lists the paths a VOLUME instruction declares that are
+// absolute or start with a variable (BuildKit expands those in the COPY
+// destination as Kaniko expands the VOLUME), as WithVolumeDirs creates them.
 func VolumePaths(cmd *instructions.VolumeCommand) []string {
 	var paths []string
 	for _, v := range cmd.Volumes {
-		if strings.HasPrefix(v, "/") {
+		if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "$") {
 			paths = append(paths, v)
 		}
 	}

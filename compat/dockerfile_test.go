@@ -222,19 +222,65 @@ func TestCheckExposeLikeKaniko(t *testing.T) {
 }
 
 func TestWithVolumeDirs(t *testing.T) {
-	in := "FROM busybox\nVOLUME /data \\\n  /logs\nRUN true\nVOLUME [\"/my cache\", \"rel\"]"
+	in := "FROM busybox\nVOLUME /data \\\n  /logs\nRUN true\nVOLUME [\"/my cache\", \"rel\"]\nVOLUME [\"${V}\"]"
 	got, changed, err := WithVolumeDirs([]byte(in))
 	if err != nil || !changed {
 		t.Fatalf("changed %v, error %v", changed, err)
 	}
 	want := "FROM busybox\nVOLUME /data \\\n  /logs\n" +
 		"COPY --from=kiln-volume-dirs [\"/\", \"/data/\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/logs/\"]\n" +
-		"RUN true\nVOLUME [\"/my cache\", \"rel\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/my cache/\"]\n"
+		"RUN true\nVOLUME [\"/my cache\", \"rel\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/my cache/\"]\n" +
+		"VOLUME [\"${V}\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"${V}/\"]\n"
 	if string(got) != want {
 		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
 	}
 	if _, changed, _ := WithVolumeDirs([]byte("FROM busybox\nRUN true\n")); changed {
 		t.Error("a Dockerfile without VOLUME was rewritten")
+	}
+}
+
+func TestWithStageBaseNames(t *testing.T) {
+	in := "ARG S=Build_Stage\nFROM busybox AS Build_Stage\nRUN true\nFROM Build_Stage AS Next\nFROM  --platform=linux/amd64 \\\n  ${S}\nFROM next\nFROM busybox\n"
+	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, changed, err := WithStageBaseNames([]byte(in), df.Stages)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	want := "ARG S=Build_Stage\nFROM busybox AS Build_Stage\nRUN true\nFROM build_stage AS Next\nFROM  --platform=linux/amd64 \\\n  build_stage\nFROM next\nFROM busybox\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	lower := "FROM busybox AS a\nFROM a\n"
+	df, _ = ParseDockerfileBytes("Dockerfile", []byte(lower), nil)
+	if _, changed, _ := WithStageBaseNames([]byte(lower), df.Stages); changed {
+		t.Error("a FROM naming its stage as declared was rewritten")
+	}
+}
+
+func TestWithKanikoArgNames(t *testing.T) {
+	in := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG ${name}=value ${P}_X \\\n  ${given}=no\nENV E=env\nARG ${E}_Y\n"
+	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), []string{"given=secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, changed, err := WithKanikoArgNames([]byte(in), df.Stages)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	// ${given} comes from --build-arg: its value never enters the copy.
+	want := "ARG P=META\nFROM busybox\nARG name=KEY given\nCOPY --from=kiln-volume-dirs [\"/\", \"/v/\"]\nARG KEY=value META_X ${given}=no\n\nENV E=env\nARG env_Y\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	// An ARG after an ENV of the same name is dropped (Kaniko's ENV wins).
+	shadow := "FROM busybox\nARG X=1\nENV X=env Y=y\nARG X=2 Z=3\nARG Y\nRUN true\n"
+	df, _ = ParseDockerfileBytes("Dockerfile", []byte(shadow), nil)
+	got, _, err = WithKanikoArgNames([]byte(shadow), df.Stages)
+	if want := "FROM busybox\nARG X=1\nENV X=env Y=y\nARG Z=3\n# ARG Y\nRUN true\n"; err != nil || string(got) != want {
+		t.Fatalf("rewritten (%v):\n%s\nwant:\n%s", err, got, want)
 	}
 }
 

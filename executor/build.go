@@ -115,11 +115,14 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err := compat.CheckExpose(kanikoStages); err != nil {
 		return fmt.Errorf("error building image: %w", err)
 	}
+	if err := compat.CheckLocalArchives(kanikoStages, b.buildContext.Dir); err != nil {
+		return fmt.Errorf("error building image: %w", err)
+	}
 	extraTargets, err := stageExtraTargets(dockerfile, parsed.ExtraStages(kanikoStages))
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
-	if err := stageKanikoInstructions(dockerfile, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
+	if err := stageKanikoInstructions(dockerfile, parsed.Stages, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
 

@@ -42,10 +42,14 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 }
 
 // stageKanikoInstructions rewrites the staged Dockerfile where Kaniko's
-// instructions mean something else than BuildKit's: ARGs declared by the
-// stages Kaniko built before (compat.WithKanikoArgScope) and MAINTAINER,
-// which Kaniko skips (compat.WithoutMaintainer).
-func stageKanikoInstructions(staged string, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
+// instructions mean something else than BuildKit's: ARG names as Kaniko
+// reads them (compat.WithKanikoArgNames), ARGs declared by the stages Kaniko
+// built before (compat.WithKanikoArgScope), MAINTAINER, which Kaniko skips
+// (compat.WithoutMaintainer), COPY/ADD sources the .dockerignore next to
+// staged excludes (compat.WithIgnoredSources) and FROM values naming a
+// stage in another case (compat.WithStageBaseNames). all are the
+// Dockerfile's stages, built the ones Kaniko builds.
+func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
 	if err != nil {
 		return err
@@ -54,7 +58,12 @@ func stageKanikoInstructions(staged string, built []compat.Stage, buildArgs []st
 	for i, s := range built {
 		order[i] = s.Index
 	}
-	rewritten, argsChanged, notes, err := compat.WithKanikoArgScope(content, order, buildArgs)
+	// Names first: the ARG scope then carries the expanded names.
+	rewritten, namesChanged, err := compat.WithKanikoArgNames(content, all)
+	if err != nil {
+		return err
+	}
+	rewritten, argsChanged, notes, err := compat.WithKanikoArgScope(rewritten, order, buildArgs)
 	if err != nil {
 		return err
 	}
@@ -68,7 +77,17 @@ func stageKanikoInstructions(staged string, built []compat.Stage, buildArgs []st
 	for range maintainers {
 		log.Warn("MAINTAINER is deprecated; skipped, as Kaniko does")
 	}
-	if !argsChanged && len(maintainers) == 0 {
+	ignoredChanged := false
+	if ignore, err := os.ReadFile(staged + ".dockerignore"); err == nil {
+		if rewritten, ignoredChanged, err = compat.WithIgnoredSources(rewritten, ignore); err != nil {
+			return err
+		}
+	}
+	rewritten, basesChanged, err := compat.WithStageBaseNames(rewritten, all)
+	if err != nil {
+		return err
+	}
+	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)

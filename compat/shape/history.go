@@ -3,12 +3,14 @@ package shape
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/kilnbuild/kiln/compat"
 )
@@ -33,6 +35,15 @@ type chain struct {
 	used map[string]bool
 	// scratch is true when the first stage starts FROM scratch.
 	scratch bool
+	// portRanges are the EXPOSE values written as ranges (8000-8002[/udp])
+	// with the ARG values they may use.
+	portRanges []portRange
+}
+
+// portRange is one EXPOSE value that may be a port range, as written.
+type portRange struct {
+	port string
+	args []string
 }
 
 // readChain parses the Dockerfile for the target stage and the stages it
@@ -62,8 +73,26 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 		order = append([]int{i}, order...)
 	}
 	c := &chain{used: map[string]bool{}, scratch: df.Stages[order[0]].IsScratch()}
+	given := map[string]string{}
+	for _, kv := range buildArgs {
+		k, v, _ := strings.Cut(kv, "=")
+		given[k] = v
+	}
+	var args []string // KEY=VALUE of the ARGs declared so far, for VOLUME paths
+	lex := shell.NewLex('\\')
 	for n, i := range order {
-		for _, cmd := range stages[i].Commands {
+		cmds := stages[i].Commands
+		if n > 0 {
+			triggers, err := onbuildTriggers(stages[order[n-1]].Commands)
+			if err != nil {
+				return nil, err
+			}
+			cmds = append(triggers, cmds...)
+		}
+		for _, cmd := range cmds {
+			if arg, ok := cmd.(*instructions.ArgCommand); ok {
+				args = declareArgs(args, arg, given, lex)
+			}
 			keyword := strings.ToUpper(cmd.Name())
 			c.used[keyword] = true
 			if layerInstructions[keyword] {
@@ -71,10 +100,17 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 				c.layerCmds = append(c.layerCmds, cmd)
 				c.layerStage = append(c.layerStage, n)
 			}
+			if expose, ok := cmd.(*instructions.ExposeCommand); ok {
+				for _, port := range expose.Ports {
+					if strings.Contains(port, "-") || strings.Contains(port, "$") {
+						c.portRanges = append(c.portRanges, portRange{port: port, args: slices.Clone(args)})
+					}
+				}
+			}
 			if vol, ok := cmd.(*instructions.VolumeCommand); ok && volumeDirs {
 				for _, v := range compat.VolumePaths(vol) {
 					c.layerTexts = append(c.layerTexts, compat.VolumeDirCopy(v))
-					c.layerCmds = append(c.layerCmds, volumeDir{VolumeCommand: vol, path: v})
+					c.layerCmds = append(c.layerCmds, volumeDir{VolumeCommand: vol, path: v, args: slices.Clone(args)})
 					c.layerStage = append(c.layerStage, n)
 				}
 			}
@@ -83,11 +119,54 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 	return c, nil
 }
 
+// onbuildTriggers parses the ONBUILD instructions among a base stage's
+// commands: they run first in a stage built FROM it, in Kaniko and BuildKit
+// alike.
+func onbuildTriggers(base []instructions.Command) ([]instructions.Command, error) {
+	var triggers []instructions.Command
+	for _, cmd := range base {
+		onbuild, ok := cmd.(*instructions.OnbuildCommand)
+		if !ok {
+			continue
+		}
+		ast, err := parser.Parse(strings.NewReader(onbuild.Expression))
+		if err != nil || len(ast.AST.Children) != 1 {
+			return nil, fmt.Errorf("ONBUILD %s: %v", onbuild.Expression, err)
+		}
+		trigger, err := instructions.ParseInstruction(ast.AST.Children[0])
+		if err != nil {
+			return nil, fmt.Errorf("ONBUILD %s: %w", onbuild.Expression, err)
+		}
+		if c, ok := trigger.(instructions.Command); ok {
+			triggers = append(triggers, c)
+		}
+	}
+	return triggers, nil
+}
+
 // volumeDir is the COPY compat.WithVolumeDirs inserted after a VOLUME to
-// create path (as written).
+// create path (as written); args are the ARG values it may use (KEY=VALUE).
 type volumeDir struct {
 	*instructions.VolumeCommand
 	path string
+	args []string
+}
+
+// declareArgs adds an ARG instruction's values to args: the --build-arg
+// value, else the default expanded with the ARGs before it. A bare ARG
+// without a value leaves args as they are.
+func declareArgs(args []string, cmd *instructions.ArgCommand, given map[string]string, lex *shell.Lex) []string {
+	for _, kv := range cmd.Args {
+		value, ok := given[kv.Key]
+		if !ok && kv.Value != nil {
+			value, _, _ = lex.ProcessWord(*kv.Value, shell.EnvsFromSlice(args))
+			ok = true
+		}
+		if ok {
+			args = append(args, kv.Key+"="+value)
+		}
+	}
+	return args
 }
 
 // historyPlan classifies BuildKit's history: entries before Start belong to

@@ -45,6 +45,9 @@ type layerWriter struct {
 	fixes         fixes
 	// volumes are the stage's VOLUME paths declared so far (cleaned).
 	volumes []string
+	// rootMode is the mode of / once a COPY of a context directory onto /
+	// changed it; Kaniko's `/` entries show it. 0 is Kaniko's 0755.
+	rootMode int64
 	// indexSource, when set, records the headers of each layer read (see
 	// shaper.indexSource).
 	indexSource func(src v1.Layer) (record func(*tar.Header), done func(complete bool))
@@ -233,6 +236,20 @@ func (c *layerContent) regroupHardlinks() {
 	}
 }
 
+// splitHardlinks turns the layer's hardlinks into regular files with their
+// target's data: Kaniko's COPY writes each file it copies on its own, so
+// hardlinked sources arrive as separate files.
+func (c *layerContent) splitHardlinks() {
+	for _, e := range c.entries {
+		if e.hdr.Typeflag != tar.TypeLink {
+			continue
+		}
+		if t, ok := c.entries[cleanPath(e.hdr.Linkname)]; ok && t.hdr.Typeflag == tar.TypeReg {
+			e.hdr.Typeflag, e.hdr.Size, e.hdr.Linkname, e.dataOff = tar.TypeReg, t.hdr.Size, "", t.dataOff
+		}
+	}
+}
+
 // write re-tars src in Kaniko's form into a file in the work directory.
 // ok is false when Kaniko would have produced no layer (nothing changed).
 func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file string, ok bool, err error) {
@@ -284,7 +301,11 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 	if err := w.applyKanikoRules(c, cmd, lowerTree); err != nil {
 		return "", false, err
 	}
-	c.regroupHardlinks()
+	if _, isCopy := cmd.(*instructions.CopyCommand); isCopy {
+		c.splitHardlinks()
+	} else {
+		c.regroupHardlinks()
+	}
 
 	out, err := os.CreateTemp(w.workDir, "layer-*.tar")
 	if err != nil {
@@ -397,7 +418,11 @@ func (w *layerWriter) applyVolumes(c *layerContent, cmd instructions.Command, lo
 // else from the filesystem below. The root is always Kaniko's `/` entry.
 func (w *layerWriter) dirHeader(dir string, c *layerContent, lowerTree func() (tree, error)) (*tar.Header, error) {
 	if dir == "" {
-		return w.header("", &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755, ModTime: c.newestMod}), nil
+		mode := int64(0o755)
+		if w.rootMode != 0 {
+			mode = w.rootMode
+		}
+		return w.header("", &tar.Header{Typeflag: tar.TypeDir, Mode: mode, ModTime: c.newestMod}), nil
 	}
 	if e, ok := c.entries[dir]; ok {
 		return w.header(dir, &e.hdr), nil

@@ -2,11 +2,13 @@ package shape
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -44,6 +46,13 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 			}
 		}
 	}()
+	if err := multipleSourcesNeedDir(lower, cmd); err != nil {
+		return err
+	}
+	if err := w.chownUserExists(lower, cmd); err != nil {
+		return err
+	}
+	writtenThroughLink(c, lower, cmd)
 	switch cmd := cmd.(type) {
 	case *instructions.WorkdirCommand:
 		workdirParentsRootOwned(c, lower)
@@ -54,13 +63,118 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 			}
 		}
 		groupFromUser(c, lower, cmd.Chown)
+		chmodPermissionsOnly(c, cmd.Chmod)
 	case *instructions.AddCommand:
 		if err := w.copySources(c, lower, cmd.SourcesAndDest, cmd.Chown, cmd.Chmod); err != nil {
 			return err
 		}
 		groupFromUser(c, lower, cmd.Chown)
+		chmodPermissionsOnly(c, cmd.Chmod)
 	}
 	return w.addSymlinkTargets(c, lower)
+}
+
+// writtenThroughLink: a COPY/ADD onto a destination that is a symlink
+// below writes through it; Kaniko's layer has the file written, BuildKit's
+// also the link, unchanged.
+func writtenThroughLink(c *layerContent, lower tree, cmd instructions.Command) {
+	var dest string
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		dest = cmd.DestPath
+	case *instructions.AddCommand:
+		dest = cmd.DestPath
+	default:
+		return
+	}
+	if !path.IsAbs(dest) {
+		return
+	}
+	p := cleanPath(dest)
+	below, e := lower[p], c.entries[p]
+	if below == nil || e == nil || below.Typeflag != tar.TypeSymlink || e.hdr.Typeflag != tar.TypeSymlink {
+		return
+	}
+	if below.Linkname == e.hdr.Linkname && below.Uid == e.hdr.Uid && below.Gid == e.hdr.Gid {
+		delete(c.entries, p)
+	}
+}
+
+// chownUserExists fails where Kaniko fails a COPY/ADD --chown naming a user
+// the image's /etc/passwd does not have; BuildKit builds.
+func (w *layerWriter) chownUserExists(lower tree, cmd instructions.Command) error {
+	var chown string
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		chown = cmd.Chown
+	case *instructions.AddCommand:
+		chown = cmd.Chown
+	}
+	name, _, _ := strings.Cut(chown, ":")
+	if name == "" || strings.Contains(name, "$") {
+		return nil
+	}
+	if _, err := strconv.Atoi(name); err == nil {
+		return nil
+	}
+	var passwd bytes.Buffer
+	if h := lower["etc/passwd"]; h != nil && h.Typeflag == tar.TypeReg {
+		if err := w.lowerFile("etc/passwd", &passwd); err != nil {
+			return fmt.Errorf("reading /etc/passwd below the layer: %w", err)
+		}
+	}
+	for _, line := range strings.Split(passwd.String(), "\n") {
+		if user, _, ok := strings.Cut(line, ":"); ok && user == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s --chown=%s: getting user group from chown: user %s is not a uid and does not exist on the system; use a uid or a user of the image's /etc/passwd", strings.ToUpper(cmd.Name()), chown, name)
+}
+
+// MultipleSourcesError is Kaniko's error for a COPY/ADD of several sources
+// onto a destination that is not a directory.
+const MultipleSourcesError = "when specifying multiple sources in a COPY command, destination must be a directory and end in '/'"
+
+// multipleSourcesNeedDir fails where Kaniko fails a COPY/ADD of several
+// literal sources whose absolute destination neither ends in "/" nor is a
+// directory already; BuildKit creates the directory.
+func multipleSourcesNeedDir(lower tree, cmd instructions.Command) error {
+	var sd instructions.SourcesAndDest
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		sd = cmd.SourcesAndDest
+	case *instructions.AddCommand:
+		sd = cmd.SourcesAndDest
+	default:
+		return nil
+	}
+	if len(sd.SourcePaths) < 2 || strings.HasSuffix(sd.DestPath, "/") || !path.IsAbs(sd.DestPath) {
+		return nil
+	}
+	for _, src := range sd.SourcePaths {
+		if strings.ContainsAny(src, "*?[$\\") {
+			return nil
+		}
+	}
+	if h, ok := lower[cleanPath(sd.DestPath)]; ok && h.Typeflag == tar.TypeDir {
+		return nil
+	}
+	return fmt.Errorf("%s %s: failed to get files used from context: %s", strings.ToUpper(cmd.Name()), sd.DestPath, MultipleSourcesError)
+}
+
+// chmodPermissionsOnly: Kaniko applies --chmod's permission bits only (its
+// octal value becomes a Go file mode, where setuid, setgid and sticky are
+// other bits), so `--chmod=4755` writes 0755; BuildKit keeps them.
+func chmodPermissionsOnly(c *layerContent, chmod string) {
+	mode, err := strconv.ParseUint(chmod, 8, 32)
+	if err != nil || mode&0o7000 == 0 || mode > 0o7777 {
+		return
+	}
+	for _, e := range c.entries {
+		if e.hdr.Typeflag != tar.TypeSymlink && e.hdr.Mode&0o7777 == int64(mode) {
+			e.hdr.Mode &^= 0o7000
+		}
+	}
 }
 
 // workdirParentsRootOwned: Kaniko's WORKDIR creates the missing parents with
@@ -110,11 +224,7 @@ func (w *layerWriter) contextCopies(lower tree, sd instructions.SourcesAndDest) 
 	if w.contextSource == nil || !path.IsAbs(sd.DestPath) || len(sd.SourceContents) > 0 {
 		return nil, nil
 	}
-	dest := cleanPath(sd.DestPath)
-	destIsDir := strings.HasSuffix(sd.DestPath, "/") || len(sd.SourcePaths) > 1
-	if h, ok := lower[dest]; ok && h.Typeflag == tar.TypeDir {
-		destIsDir = true
-	}
+	dest, destIsDir := copyDest(lower, sd)
 	var copies []contextCopy
 	for _, src := range sd.SourcePaths {
 		if strings.ContainsAny(src, "*?[$\\") || strings.Contains(src, "://") {
@@ -158,6 +268,9 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 		}
 		switch {
 		case info.Mode.IsDir():
+			if target == "" && chmod == "" {
+				w.rootMode = goModeToTar(info.Mode.Perm())
+			}
 			e := c.entries[target]
 			if e == nil || e.hdr.Typeflag != tar.TypeDir {
 				continue
@@ -171,8 +284,18 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 			c.ownNewParents(lower, target, 0, 0, goModeToTar(info.Mode.Perm())&^0o022)
 		case info.Mode&fs.ModeSymlink != 0:
 			e := c.entries[target]
-			if e == nil {
-				continue
+			if e == nil || e.hdr.Typeflag == tar.TypeDir {
+				// BuildKit followed a link to a directory and copied its
+				// contents into the destination directory or onto target.
+				into := target
+				if e == nil {
+					into = path.Dir(target)
+				}
+				if !w.dropFollowedDir(c, cp, into) {
+					continue
+				}
+				e = &entry{hdr: tar.Header{ModTime: c.newestMod}}
+				c.entries[target] = e
 			}
 			e.hdr = tar.Header{Typeflag: tar.TypeSymlink, Name: target, Linkname: info.Link, Mode: 0o777, ModTime: e.hdr.ModTime}
 			c.ownNewParents(lower, target, 0, 0, 0o755)
@@ -183,6 +306,34 @@ func (w *layerWriter) copySources(c *layerContent, lower tree, sd instructions.S
 		}
 	}
 	return nil
+}
+
+// dropFollowedDir removes from the layer what BuildKit copied into `into`
+// by following cp, a context symlink to a context directory: the entries
+// whose path below `into` exists below that directory. It reports whether
+// cp is such a link.
+func (w *layerWriter) dropFollowedDir(c *layerContent, cp contextCopy, into string) bool {
+	if path.IsAbs(cp.info.Link) {
+		return false
+	}
+	linked := path.Join(path.Dir(cp.rel), cp.info.Link)
+	if info, err := w.contextSource(linked); err != nil || !info.Mode.IsDir() {
+		return false
+	}
+	prefix := into + "/"
+	if into == "" || into == "." {
+		prefix = ""
+	}
+	for p := range c.entries {
+		rest, under := strings.CutPrefix(p, prefix)
+		if !under || rest == "" {
+			continue
+		}
+		if _, err := w.contextSource(path.Join(linked, rest)); err == nil {
+			delete(c.entries, p)
+		}
+	}
+	return true
 }
 
 // keepSetidBits gives the files cp copied their source's setuid and setgid
@@ -234,33 +385,41 @@ func (w *layerWriter) keepSetidBits(c *layerContent, cp contextCopy) error {
 // are left as BuildKit's diff has them: their files are not listed here.
 func (w *layerWriter) addUnchangedCopies(c *layerContent, cmd instructions.Command, lowerTree func() (tree, error)) error {
 	var sd instructions.SourcesAndDest
+	fromStage := false
 	switch cmd := cmd.(type) {
 	case *instructions.CopyCommand:
-		if cmd.From != "" {
-			return nil
-		}
-		sd = cmd.SourcesAndDest
+		sd, fromStage = cmd.SourcesAndDest, cmd.From != ""
 	case *instructions.AddCommand:
 		sd = cmd.SourcesAndDest
 	default:
 		return nil
 	}
-	if w.contextSource == nil {
+	if w.contextSource == nil && !fromStage {
 		return nil
 	}
 	lower, err := lowerTree()
 	if err != nil {
 		return err
 	}
-	copies, err := w.contextCopies(lower, sd)
-	if err != nil {
-		return err
+	var targets []string
+	if fromStage {
+		targets = stageCopyTargets(lower, sd)
+	} else {
+		copies, err := w.contextCopies(lower, sd)
+		if err != nil {
+			return err
+		}
+		for _, cp := range copies {
+			if !cp.info.Mode.IsDir() {
+				targets = append(targets, cp.target)
+			}
+		}
 	}
-	for _, cp := range copies {
-		if cp.info.Mode.IsDir() || c.entries[cp.target] != nil {
+	for _, target := range targets {
+		if c.entries[target] != nil {
 			continue
 		}
-		h := lower[cp.target]
+		h := lower[target]
 		if h == nil || h.Typeflag == tar.TypeDir {
 			continue
 		}
@@ -269,16 +428,51 @@ func (w *layerWriter) addUnchangedCopies(c *layerContent, cmd instructions.Comma
 			if e.dataOff, err = c.spool.Seek(0, io.SeekEnd); err != nil {
 				return err
 			}
-			if err := w.lowerFile(cp.target, c.spool); err != nil {
-				return fmt.Errorf("reading %s below the layer: %w", cp.target, err)
+			if err := w.lowerFile(target, c.spool); err != nil {
+				return fmt.Errorf("reading %s below the layer: %w", target, err)
 			}
 		}
 		if h.ModTime.After(c.newestMod) {
 			c.newestMod = h.ModTime
 		}
-		c.entries[cp.target] = e
+		c.entries[target] = e
 	}
 	return nil
+}
+
+// copyDest is a COPY/ADD destination as a clean path, and whether sources
+// land inside it: a trailing slash, several sources, or a directory below.
+func copyDest(lower tree, sd instructions.SourcesAndDest) (dest string, isDir bool) {
+	dest = cleanPath(sd.DestPath)
+	isDir = strings.HasSuffix(sd.DestPath, "/") || len(sd.SourcePaths) > 1
+	if h, ok := lower[dest]; ok && h.Typeflag == tar.TypeDir {
+		isDir = true
+	}
+	return dest, isDir
+}
+
+// stageCopyTargets lists where the literal sources of a COPY --from (no
+// wildcards or variables) land, for an absolute destination. The source
+// stage is not at hand: a target that is a file below the layer and not in
+// BuildKit's diff is a file source copied unchanged (a directory source
+// lands on a directory).
+func stageCopyTargets(lower tree, sd instructions.SourcesAndDest) []string {
+	if !path.IsAbs(sd.DestPath) {
+		return nil
+	}
+	dest, destIsDir := copyDest(lower, sd)
+	var targets []string
+	for _, src := range sd.SourcePaths {
+		if strings.ContainsAny(src, "*?[$\\") {
+			continue
+		}
+		target := dest
+		if destIsDir {
+			target = path.Join(dest, path.Base(cleanPath(src)))
+		}
+		targets = append(targets, target)
+	}
+	return targets
 }
 
 // ownNewParents sets the metadata of p's ancestors this layer created.

@@ -60,17 +60,20 @@ func TestCopyRulesFromTheBuildContext(t *testing.T) {
 		"link":     {Mode: fs.ModeSymlink | 0o777, Link: "target.txt"},
 		"owned.go": {Mode: 0o644, Uid: 3000, Gid: 3000},
 	}
-	img := buildkitAdd(t, baseImage(t), "COPY tree /deep/tree # buildkit", layerOf(t, owned(dir("deep/", 0o755), 7, 7), dir("deep/tree/", 0o755), owned(file("deep/tree/a", "a", 0o644), 2000, 2001)))
+	passwd := file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nweb:x:1001:1002::/home/web:/bin/sh\n", 0o644)
+	img := buildkitAdd(t, baseImage(t), "RUN adduser web # buildkit", layerOf(t, passwd))
+	img = buildkitAdd(t, img, "COPY tree /deep/tree # buildkit", layerOf(t, owned(dir("deep/", 0o755), 7, 7), dir("deep/tree/", 0o755), owned(file("deep/tree/a", "a", 0o644), 2000, 2001)))
 	img = buildkitAdd(t, img, "COPY link /via # buildkit", layerOf(t, file("via", "followed", 0o644)))
 	img = buildkitAdd(t, img, "COPY --chown=web owned.go /src/ # buildkit", layerOf(t, owned(dir("src/", 0o755), 1001, 1002), owned(file("src/owned.go", "x", 0o644), 1001, 1002)))
-	dockerfile := []byte("FROM busybox\nCOPY tree /deep/tree\nCOPY link /via\nCOPY --chown=web owned.go /src/\n")
-	layers := shapedEntries(t, testOptions{image: img, Options: Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: dockerfile,
-		ContextSource: func(rel string) (Source, error) {
-			if s, ok := context[rel]; ok {
-				return s, nil
-			}
-			return Source{}, fs.ErrNotExist
-		}}})
+	dockerfile := []byte("FROM busybox\nRUN adduser web\nCOPY tree /deep/tree\nCOPY link /via\nCOPY --chown=web owned.go /src/\n")
+	contextSource := func(rel string) (Source, error) {
+		if s, ok := context[rel]; ok {
+			return s, nil
+		}
+		return Source{}, fs.ErrNotExist
+	}
+	all := shapedEntries(t, testOptions{image: img, Options: Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: dockerfile, ContextSource: contextSource}})
+	layers := all[1:]
 	if h := layers[0]["deep/tree/"]; h.Mode != 0o750 || h.Uid != 2000 || h.Gid != 2001 {
 		t.Errorf("destination of a directory source: mode %o owner %d:%d, want the source's 0750 2000:2001", h.Mode, h.Uid, h.Gid)
 	}
@@ -84,6 +87,12 @@ func TestCopyRulesFromTheBuildContext(t *testing.T) {
 		if h := layers[2][name]; h.Uid != 1001 || h.Gid != 1001 {
 			t.Errorf("%s: --chown=<user> without a group: owner %d:%d, want gid = uid", name, h.Uid, h.Gid)
 		}
+	}
+	// A user the image's /etc/passwd lacks fails, as in Kaniko.
+	unknown := buildkitAdd(t, baseImage(t), "COPY --chown=web owned.go /src/ # buildkit", layerOf(t, owned(file("src/owned.go", "x", 0o644), 1001, 1002)))
+	_, err := Kaniko(unknown, Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: []byte("FROM busybox\nCOPY --chown=web owned.go /src/\n"), ContextSource: contextSource})
+	if err == nil || !strings.Contains(err.Error(), "user web is not a uid and does not exist") {
+		t.Errorf("COPY --chown=<unknown user>: error %v, want Kaniko's", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,9 +134,10 @@ func (s *shaper) trackVolumes(stage int) {
 	}
 }
 
-// volumePath expands a VOLUME path with the image's ENV, as Kaniko does.
-func (s *shaper) volumePath(raw string) string {
-	expanded, _, err := shell.NewLex('\\').ProcessWord(raw, shell.EnvsFromSlice(s.env))
+// volumePath expands a VOLUME path with the ARGs declared before it and the
+// image's ENV (which wins), as Kaniko does.
+func (s *shaper) volumePath(raw string, args []string) string {
+	expanded, _, err := shell.NewLex('\\').ProcessWord(raw, shell.EnvsFromSlice(append(slices.Clone(args), s.env...)))
 	if err != nil {
 		return cleanPath(raw)
 	}
@@ -173,7 +175,15 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			cmd = nil // a merged stage: per-instruction rules do not apply
 		}
 		s.writer.volumes = slices.Clone(s.volumes)
-		l, err := s.instructionLayer(append(s.pendingVolumes, group...), cmd, groupText)
+		idxs := group
+		switch cmd.(type) {
+		case *instructions.RunCommand:
+			// Kaniko's RUN snapshot leaves out VOLUME directories it did
+			// not touch; BuildKit's diff has the ones the RUN changed.
+		default:
+			idxs = append(s.pendingVolumes, group...)
+		}
+		l, err := s.instructionLayer(idxs, cmd, groupText)
 		s.pendingVolumes = nil
 		if err != nil {
 			return fmt.Errorf("%s: %w", groupText, err)
@@ -225,7 +235,7 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			s.trackVolumes(stage)
 		}
 		if vol, ok := cmd.(volumeDir); ok {
-			s.volumes = append(s.volumes, s.volumePath(vol.path))
+			s.volumes = append(s.volumes, s.volumePath(vol.path, vol.args))
 			if s.opts.SingleSnapshot {
 				group = append(group, idx)
 			} else {
@@ -424,6 +434,35 @@ func (s *shaper) kanikoConfig(cfg *v1.Config) {
 	}
 	if s.chain.scratch && !s.chain.used["WORKDIR"] && cfg.WorkingDir == "/" {
 		cfg.WorkingDir = ""
+	}
+	s.keepPortRanges(cfg)
+}
+
+// keepPortRanges: Kaniko records `EXPOSE 8000-8002` as the one port
+// "8000-8002/tcp", BuildKit as each port of the range.
+func (s *shaper) keepPortRanges(cfg *v1.Config) {
+	for _, r := range s.chain.portRanges {
+		expanded, _, err := shell.NewLex('\\').ProcessWord(r.port, shell.EnvsFromSlice(append(slices.Clone(r.args), s.env...)))
+		if err != nil {
+			continue
+		}
+		ports, proto, _ := strings.Cut(expanded, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		first, last, isRange := strings.Cut(ports, "-")
+		from, err1 := strconv.Atoi(first)
+		to, err2 := strconv.Atoi(last)
+		if !isRange || err1 != nil || err2 != nil || from > to {
+			continue
+		}
+		if _, built := cfg.ExposedPorts[fmt.Sprintf("%d/%s", from, proto)]; !built {
+			continue
+		}
+		for p := from; p <= to; p++ {
+			delete(cfg.ExposedPorts, fmt.Sprintf("%d/%s", p, proto))
+		}
+		cfg.ExposedPorts[ports+"/"+proto] = struct{}{}
 	}
 }
 

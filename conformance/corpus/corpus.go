@@ -50,6 +50,9 @@ type Case struct {
 	Expect Expect     `yaml:"expect"`
 	// Kiln is the conformance level kiln is expected to reach on this case.
 	Kiln KilnExpect `yaml:"kiln"`
+	// Extended cases are built by the full conformance run (make
+	// conformance) only, which keeps make test's run shorter.
+	Extended bool `yaml:"extended"`
 }
 
 // Conformance levels, each including the ones below it.
@@ -453,6 +456,18 @@ func Closure(cases []*Case, names []string) ([]*Case, error) {
 		}
 	}
 	return Order(picked)
+}
+
+// WithoutExtended drops the extended cases from cases (in order), except
+// those the others require.
+func WithoutExtended(cases []*Case) ([]*Case, error) {
+	var names []string
+	for _, c := range cases {
+		if !c.Extended {
+			names = append(names, c.Name)
+		}
+	}
+	return Closure(cases, names)
 }
 
 // NeedsBase reports whether any of the cases pulls the named base image.

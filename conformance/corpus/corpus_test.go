@@ -108,6 +108,11 @@ func TestOrderAndClosure(t *testing.T) {
 	if names(picked) != "base,child" {
 		t.Fatalf("closure = %s", names(picked))
 	}
+	// An extended case stays when a kept case requires it.
+	extended := []*Case{{Name: "child", Requires: []string{"base"}}, {Name: "base", Extended: true}, {Name: "more", Extended: true}}
+	if kept, err := WithoutExtended(extended); err != nil || names(kept) != "base,child" {
+		t.Fatalf("without extended = %s, %v", names(kept), err)
+	}
 	cycle := []*Case{{Name: "a", Requires: []string{"b"}}, {Name: "b", Requires: []string{"a"}}}
 	if _, err := Order(cycle); err == nil {
 		t.Fatal("cycle not detected")

@@ -21,6 +21,7 @@ const (
 	casesEnv    = "KILN_CONFORMANCE_CASES"    // comma-separated subset (plus what they require)
 	reportEnv   = "KILN_CONFORMANCE_REPORT"   // where to write the report; default ../REPORT.md for full runs
 	logsEnv     = "KILN_CONFORMANCE_LOGS"     // directory for kiln's output per case and mode
+	fullEnv     = "KILN_CONFORMANCE_FULL"     // 1: also the extended cases (make conformance)
 )
 
 const (
@@ -51,10 +52,17 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	subset := os.Getenv(casesEnv)
-	if subset != "" {
+	full := os.Getenv(fullEnv) == "1"
+	switch {
+	case subset != "":
 		if cases, err = corpus.Closure(all, strings.Split(subset, ",")); err != nil {
 			t.Fatalf("%s: %v", casesEnv, err)
 		}
+	case !full:
+		if cases, err = corpus.WithoutExtended(all); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d of %d cases; %s=1 (make conformance) builds the extended ones too", len(cases), len(all), fullEnv)
 	}
 	cfg := Config{
 		Executor:   bins.Executor,
@@ -81,7 +89,7 @@ func TestConformance(t *testing.T) {
 	t.Logf("%d cases × %d modes in %s, %d builds at a time\n%s", len(cases), len(modes), time.Since(start).Round(time.Second), parallel, Scoreboard(results))
 
 	reportPath := os.Getenv(reportEnv)
-	if reportPath == "" && subset == "" && len(modes) == len(AllModes) {
+	if reportPath == "" && subset == "" && full && len(modes) == len(AllModes) {
 		reportPath = filepath.Join("..", "REPORT.md")
 	}
 	if reportPath != "" {
