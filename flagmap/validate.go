@@ -52,7 +52,7 @@ func ValidateFlags(o *Options) error {
 			return usageErrorf("--registry-client-cert", "--registry-client-cert %s=%s: expected format %s=/path/to/cert,/path/to/key", host, files, host)
 		}
 	}
-	return nil
+	return validateOtherCommandLines(o)
 }
 
 // ValidateLogging checks --verbosity and --log-format (Kaniko's step 1).
@@ -88,6 +88,9 @@ func (inv *Invocation) refuseUnsupported() error {
 		row := g.Flag.Target()
 		if row.Disposition != Unsupported {
 			continue
+		}
+		if row.Kind == Bool && g.Values[len(g.Values)-1] == "false" {
+			continue // --sign=false asks for nothing kiln lacks
 		}
 		if row.Name == "bucket" && !bucketUsed(&inv.Options) {
 			inv.warn("--bucket is ignored because --context is a local directory (Kaniko ignores it too)")
