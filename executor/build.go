@@ -84,6 +84,10 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
+	extra, err := readOtherFlags(inv)
+	if err != nil {
+		return err
+	}
 
 	work, err := os.MkdirTemp(workParent(opts), "kiln-build-")
 	if err != nil {
@@ -205,6 +209,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if opts.SourceDateEpoch != nil {
 		req.SourceDateEpoch = strconv.FormatInt(*opts.SourceDateEpoch, 10)
 	}
+	extra.apply(&req)
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
@@ -221,6 +226,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err != nil {
 		return err
 	}
+	img = withAnnotations(img, opts.Annotations)
 	if err := plan.Publish(ctx, img); err != nil {
 		return err
 	}

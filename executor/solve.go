@@ -15,6 +15,7 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/filesync"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	spb "github.com/moby/buildkit/sourcepolicy/pb"
 	"github.com/moby/buildkit/util/entitlements"
 	"github.com/tonistiigi/fsutil"
@@ -61,6 +62,12 @@ type SolveRequest struct {
 	// OutputDir receives the OCI layout (index.json, blobs/); the build
 	// pushes nothing itself.
 	OutputDir string
+	// Secrets serve RUN --mount=type=secret by id (the fork's --secret);
+	// nil attaches no secrets provider.
+	Secrets map[string][]byte
+	// FrontendOpts are raw frontend options applied after kiln's own
+	// (Kimia's --buildkit-opt).
+	FrontendOpts map[string]string
 	// ExtraTargets are the stages Kaniko builds that Target does not need
 	// (compat.Dockerfile.ExtraStages by TargetName), in Kaniko's order:
 	// built too, not exported (see solveWithExtraStages).
@@ -138,12 +145,16 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 			return nil, err
 		}
 	}
+	attachables := []session.Attachable{auth, filesync.NewFSSyncProvider(dirs)}
+	if req.Secrets != nil {
+		attachables = append(attachables, secretsprovider.FromMap(req.Secrets))
+	}
 	opt := &client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: frontendAttrs(req),
 		// Not LocalMounts: BuildKit's client resets every synced file to
 		// 0:0, where Kaniko's COPY keeps the context's owners.
-		Session:      []session.Attachable{auth, filesync.NewFSSyncProvider(dirs)},
+		Session:      attachables,
 		SourcePolicy: req.SourcePolicy,
 		CacheImports: req.CacheImports,
 		CacheExports: req.CacheExports,
@@ -257,6 +268,9 @@ func frontendAttrs(req SolveRequest) map[string]string {
 	}
 	for k, v := range req.Labels {
 		attrs["label:"+k] = v
+	}
+	for k, v := range req.FrontendOpts {
+		attrs[k] = v
 	}
 	return attrs
 }
