@@ -161,17 +161,23 @@ func assertBlobsFree(t *testing.T, img v1.Image, what, secret string) {
 		t.Fatal(err)
 	}
 	for i, layer := range layers {
-		rc, err := layer.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		content, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(content, []byte(secret)) {
+		if bytes.Contains(layerContent(t, layer), []byte(secret)) {
 			t.Errorf("%s: layer %d holds the secret", what, i)
 		}
 	}
+}
+
+// layerContent is the layer's uncompressed bytes.
+func layerContent(t *testing.T, layer v1.Layer) []byte {
+	t.Helper()
+	rc, err := layer.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	content, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return content
 }

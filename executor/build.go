@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/kilnbuild/kiln/cli"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
@@ -78,6 +77,9 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	cfg.Keychain = compat.Keychain(dockerConfig)
 	cfg.Log = logrus.StandardLogger()
 	if err := absolutePaths(&cfg); err != nil {
+		return err
+	}
+	if cfg.Signer, err = signerFor(inv); err != nil {
 		return err
 	}
 	plan, err := publish.NewPlan(cfg)
@@ -218,7 +220,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	// The image is in the work dir now: the daemon stops while it is shaped
 	// and published.
 	pending.StopIdle()
-	img, err := imageFromLayout(res)
+	img, provenance, err := exportedImage(res)
 	if err != nil {
 		return err
 	}
@@ -227,6 +229,9 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		return err
 	}
 	img = withAnnotations(img, opts.Annotations)
+	if img, err = attest(ctx, opts, img, provenance, work); err != nil {
+		return err
+	}
 	if err := plan.Publish(ctx, img); err != nil {
 		return err
 	}
@@ -296,19 +301,6 @@ func stageDockerfile(ctx context.Context, source, contextDir, dir string) (strin
 		}
 	}
 	return staged, dt, nil
-}
-
-// imageFromLayout opens the image BuildKit exported.
-func imageFromLayout(res *SolveResult) (v1.Image, error) {
-	idx, err := layout.ImageIndexFromPath(res.LayoutDir)
-	if err != nil {
-		return nil, fmt.Errorf("reading BuildKit's export: %w", err)
-	}
-	h, err := v1.NewHash(res.ManifestDigest)
-	if err != nil {
-		return nil, fmt.Errorf("BuildKit reported digest %q: %w", res.ManifestDigest, err)
-	}
-	return idx.Image(h)
 }
 
 // absolutePaths is Kaniko's resolveRelativePaths: output files are relative

@@ -15,6 +15,7 @@ import (
 type otherFlags struct {
 	secrets      map[string][]byte // --secret values, read once; never logged
 	frontendOpts map[string]string // Kimia's --buildkit-opt
+	provenance   string            // BuildKit provenance mode, "" for none
 	cacheImports []client.CacheOptionsEntry
 	cacheExports []client.CacheOptionsEntry
 }
@@ -33,7 +34,11 @@ func readOtherFlags(inv *flagmap.Invocation) (*otherFlags, error) {
 	if err != nil {
 		return nil, err
 	}
-	extra := &otherFlags{secrets: values, frontendOpts: keyValues(o.BuildkitOpts)}
+	attestations, err := flagmap.Attestations(o)
+	if err != nil {
+		return nil, err
+	}
+	extra := &otherFlags{secrets: values, frontendOpts: keyValues(o.BuildkitOpts), provenance: attestations.Provenance}
 	for _, spec := range o.ImportCache {
 		entry, err := cacheEntry("--import-cache", spec)
 		if err != nil {
@@ -61,6 +66,7 @@ func cacheEntry(flag, spec string) (client.CacheOptionsEntry, error) {
 func (f *otherFlags) apply(req *SolveRequest) {
 	req.Secrets = f.secrets
 	req.FrontendOpts = f.frontendOpts
+	req.Provenance = f.provenance
 	req.CacheImports = append(req.CacheImports, f.cacheImports...)
 	req.CacheExports = append(req.CacheExports, f.cacheExports...)
 	if len(f.cacheImports) > 0 {

@@ -65,6 +65,10 @@ type SolveRequest struct {
 	// Secrets serve RUN --mount=type=secret by id (the fork's --secret);
 	// nil attaches no secrets provider.
 	Secrets map[string][]byte
+	// Provenance is BuildKit's provenance mode ("min" or "max"); it makes
+	// the export an index with an attestation manifest, in OCI media types
+	// as BuildKit requires. "" asks for none.
+	Provenance string
 	// FrontendOpts are raw frontend options applied after kiln's own
 	// (Kimia's --buildkit-opt).
 	FrontendOpts map[string]string
@@ -269,6 +273,9 @@ func frontendAttrs(req SolveRequest) map[string]string {
 	for k, v := range req.Labels {
 		attrs["label:"+k] = v
 	}
+	if req.Provenance != "" {
+		attrs["attest:provenance"] = "mode=" + req.Provenance
+	}
 	for k, v := range req.FrontendOpts {
 		attrs[k] = v
 	}
@@ -278,7 +285,7 @@ func frontendAttrs(req SolveRequest) map[string]string {
 func exporterAttrs(req SolveRequest) map[string]string {
 	attrs := compressionAttrs(req.Compression, req.CompressionLevel)
 	attrs["tar"] = "false"
-	attrs["oci-mediatypes"] = "false" // Kaniko writes Docker schema 2
+	attrs["oci-mediatypes"] = strconv.FormatBool(req.Provenance != "") // Kaniko writes Docker schema 2; attestations need OCI
 	return attrs
 }
 

@@ -178,6 +178,12 @@ func ParseCacheSpec(flag, spec string) (CacheSpec, error) {
 // validateOtherCommandLines checks the fork's and Kimia's values that the
 // parser takes as plain strings.
 func validateOtherCommandLines(o *Options) error {
+	if o.Sign && (o.NoPush || len(o.Destinations) == 0) {
+		return usageErrorf("--sign", "--sign signs what is pushed, but this build pushes nothing; add a --destination and drop --no-push, or drop --sign")
+	}
+	if _, err := Attestations(o); err != nil {
+		return err
+	}
 	if o.ImageFormat == "oci" {
 		return usageErrorf("--image-format", "--image-format=oci is not supported by kiln: it writes Docker schema 2 like Kaniko v1.23.2; use --image-format=docker or leave the flag out")
 	}
@@ -214,4 +220,55 @@ func ReadGitTokenFile(o *Options) error {
 	}
 	o.Env.GitToken = strings.TrimSpace(string(token))
 	return nil
+}
+
+// AttestRequest is what Kimia's --attestation and --attest ask for.
+type AttestRequest struct {
+	SBOM       bool
+	Provenance string // "", "min" or "max"
+}
+
+// Any reports whether any attestation is asked for.
+func (a AttestRequest) Any() bool { return a.SBOM || a.Provenance != "" }
+
+// Attestations reads --attest (which replaces --attestation) or
+// --attestation: min is provenance mode=min, max an SBOM and provenance
+// mode=max.
+func Attestations(o *Options) (AttestRequest, error) {
+	var req AttestRequest
+	if len(o.Attest) == 0 {
+		switch o.Attestation {
+		case "min":
+			req.Provenance = "min"
+		case "max":
+			req.SBOM, req.Provenance = true, "max"
+		}
+		return req, nil
+	}
+	for _, spec := range o.Attest {
+		var typ, mode string
+		for _, part := range strings.Split(spec, ",") {
+			key, val, _ := strings.Cut(part, "=")
+			switch key {
+			case "type":
+				typ = val
+			case "mode":
+				mode = val
+			default:
+				return req, usageErrorf("--attest", "--attest %s: unknown key %q; kiln takes type=sbom or type=provenance[,mode=min|max]", spec, key)
+			}
+		}
+		switch {
+		case typ == "sbom" && mode == "":
+			req.SBOM = true
+		case typ == "provenance" && (mode == "" || mode == "min" || mode == "max"):
+			req.Provenance = mode
+			if mode == "" {
+				req.Provenance = "min"
+			}
+		default:
+			return req, usageErrorf("--attest", "--attest %s: write type=sbom or type=provenance[,mode=min|max]", spec)
+		}
+	}
+	return req, nil
 }

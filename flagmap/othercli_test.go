@@ -85,8 +85,23 @@ func TestKimiaSpellings(t *testing.T) {
 	if err != nil || spec.Type != "registry" || spec.Attrs["ref"] != "registry.example.com/app:cache" {
 		t.Errorf("bare cache ref: %+v %v", spec, err)
 	}
-	if err := inv.Validate(); err == nil || !strings.Contains(err.Error(), "--attestation") {
-		t.Errorf("--attestation is not refused while unsupported: %v", err)
+	if req, err := Attestations(&o); err != nil || req.Provenance != "min" || req.SBOM {
+		t.Errorf("bare --attestation: %+v %v", req, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want AttestRequest
+	}{
+		{[]string{"--attestation=max"}, AttestRequest{SBOM: true, Provenance: "max"}},
+		{[]string{"--attestation=off"}, AttestRequest{}},
+		{[]string{"--attestation=max", "--attest", "type=sbom"}, AttestRequest{SBOM: true}},
+		{[]string{"--attest", "type=provenance,mode=max", "--attest=type=sbom"}, AttestRequest{SBOM: true, Provenance: "max"}},
+		{[]string{"--attest", "type=provenance"}, AttestRequest{Provenance: "min"}},
+	} {
+		o := parseWith(t, nil, append(tc.args, "--no-push")...).Options
+		if got, err := Attestations(&o); err != nil || got != tc.want {
+			t.Errorf("%q: %+v %v, want %+v", tc.args, got, err, tc.want)
+		}
 	}
 }
 
@@ -105,6 +120,9 @@ func TestOtherCommandLineErrors(t *testing.T) {
 		{[]string{"--import-cache", "ref=x"}, "--import-cache ref=x: no type"},
 		{[]string{"--buildkit-opt", "no-cache"}, "--buildkit-opt no-cache: write key=value"},
 		{[]string{"-c", "git://h/r.git#main#abc", "--git-revision", "def"}, "already names a commit"},
+		{[]string{"--attest", "type=vuln"}, "--attest type=vuln: write type=sbom or type=provenance"},
+		{[]string{"--attest", "type=sbom,generator=img"}, `unknown key "generator"`},
+		{[]string{"--attestation=all"}, `invalid argument "all" for "--attestation"`},
 	} {
 		inv, err := Parse(append(tc.args, "--no-push"), nil)
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -239,6 +240,11 @@ func checkBuildInputs(r *Report, inv *flagmap.Invocation) {
 	opts := inv.Options
 	if err := flagmap.ReadGitTokenFile(&opts); err != nil {
 		r.note(SeverityError, "git", "%s", err)
+	}
+	if opts.Sign {
+		if _, err := os.Stat(opts.CosignKey); err != nil {
+			r.note(SeverityError, "signing", "--cosign-key %s: cannot read it; mount the cosign private key there or point --cosign-key at it", opts.CosignKey)
+		}
 	}
 	secrets, err := flagmap.ParseSecrets(opts.Secrets, inv.Getenv)
 	if err == nil {

@@ -74,7 +74,7 @@ func TestDryRunKimiaInvocation(t *testing.T) {
 	}
 	m := &Migrator{Probe: readyProbe(t)}
 	text, code := c.run(t, m, "")
-	// --attestation and --sign are refused until kiln attests and signs.
+	// The cosign key is missing here.
 	if code != 3 {
 		t.Fatalf("exit %d, want 3:\n%s", code, text)
 	}
@@ -85,8 +85,9 @@ func TestDryRunKimiaInvocation(t *testing.T) {
 		"--import-cache=type=registry,ref=registry.example.com/team/app:buildcache  →  native: cache import entry",
 		"--storage-driver=overlay  →  accepted-no-op: kiln starts its own buildkitd",
 		"--buildkit-opt=build-arg:NPM_TOKEN=***  →  native",
-		"--attestation=max  →  unsupported",
-		"--sign=true  →  unsupported",
+		"--attestation=max  →  emulated: provenance is BuildKit's",
+		"--sign=true  →  emulated: kiln signs each destination's pushed digest with cosign's library",
+		"error: signing: --cosign-key /etc/cosign/cosign.key: cannot read it",
 		"stages built (as Kaniko builds them): 0 (build)",
 		"Result: needs changes before kiln can run it (exit 3)",
 	)
@@ -95,7 +96,7 @@ func TestDryRunKimiaInvocation(t *testing.T) {
 	if r.Verdict != VerdictNeedsChanges {
 		t.Errorf("verdict %s", r.Verdict)
 	}
-	if f := flagByName(t, r, "--cosign-key"); f.Disposition != "unsupported" || f.Reason == "" {
+	if f := flagByName(t, r, "--cosign-key"); f.Disposition != "emulated" || f.BuildKit == "" {
 		t.Errorf("--cosign-key: %+v", f)
 	}
 	if f := flagByName(t, r, "--timestamp"); f.Disposition != "emulated" || f.Values[0] != "1700000000" {
