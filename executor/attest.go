@@ -176,8 +176,11 @@ func attestationTime(opts *flagmap.Options) time.Time {
 	}
 }
 
-// pinProvenance replaces what differs between two runs of the same build in
-// BuildKit's SLSA v1 provenance: the run's times and its invocation ID.
+// pinProvenance makes BuildKit's SLSA provenance about the image kiln
+// publishes, and the same for two runs of the same build: the run's times
+// become created, its invocation ID goes, and so do BuildKit's own
+// metadata on the layers it exported (kiln reshaped them) and on the
+// digests of its build graph (they change with every session).
 func pinProvenance(predicate []byte, created time.Time) ([]byte, error) {
 	var p map[string]any
 	if err := json.Unmarshal(predicate, &p); err != nil {
@@ -185,10 +188,7 @@ func pinProvenance(predicate []byte, created time.Time) ([]byte, error) {
 	}
 	stamp := created.Format(time.RFC3339)
 	for _, path := range [][]string{{"runDetails", "metadata"}, {"metadata"}} {
-		m := p
-		for _, key := range path {
-			m, _ = m[key].(map[string]any)
-		}
+		m := objectAt(p, path...)
 		if m == nil {
 			continue
 		}
@@ -197,8 +197,27 @@ func pinProvenance(predicate []byte, created time.Time) ([]byte, error) {
 				m[key] = stamp
 			}
 		}
-		delete(m, "invocationID")
-		delete(m, "buildInvocationID")
+		for _, key := range []string{"invocationId", "invocationID", "buildInvocationID", "buildInvocationId"} {
+			delete(m, key)
+		}
+		if bk := objectAt(m, "buildkit_metadata"); bk != nil {
+			delete(bk, "layers")
+			if infos, ok := objectAt(bk, "source")["infos"].([]any); ok {
+				for _, info := range infos {
+					if info, ok := info.(map[string]any); ok {
+						delete(info, "digestMapping")
+					}
+				}
+			}
+		}
 	}
 	return json.Marshal(p)
+}
+
+// objectAt follows keys through nested JSON objects; nil when one is missing.
+func objectAt(m map[string]any, keys ...string) map[string]any {
+	for _, key := range keys {
+		m, _ = m[key].(map[string]any)
+	}
+	return m
 }

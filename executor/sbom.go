@@ -14,6 +14,8 @@ import (
 	"github.com/anchore/syft/syft/format/spdxjson"
 	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	// syft reads newer RPM databases through database/sql's "sqlite".
+	_ "modernc.org/sqlite"
 )
 
 // spdxPredicateType is the predicate type of SPDX documents in in-toto
