@@ -16,32 +16,37 @@ var cosignOnce struct {
 }
 
 // Cosign returns the real cosign CLI, built once per test process from the
-// module version go.mod pins (its tool directive), into a directory every
-// user can read. Go's build cache makes later builds a link step.
+// module version go.mod pins (its tool directive) into the test cache, under
+// a lock shared by parallel test binaries. Go's build cache makes every
+// build after the first a link step.
 func Cosign(t testing.TB) string {
 	t.Helper()
-	root := RepoRoot(t)
-	cosignOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kiln-cosign-")
-		if err != nil {
-			cosignOnce.err = err
-			return
-		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			cosignOnce.err = err
-			return
-		}
-		path := filepath.Join(dir, "cosign")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "github.com/sigstore/cosign/v2/cmd/cosign")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			cosignOnce.err = fmt.Errorf("building the cosign CLI from go.mod's tool directive: %v\n%s", err, out)
-			return
-		}
-		cosignOnce.path = path
-	})
+	cosignOnce.Do(func() { cosignOnce.path, cosignOnce.err = buildCosign() })
 	return must[string](t)(cosignOnce.path, cosignOnce.err)
+}
+
+func buildCosign() (string, error) {
+	root, err := findRepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cache, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	unlock, err := lockFile(filepath.Join(cache, "cosign.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	path := filepath.Join(cache, "cosign")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "github.com/sigstore/cosign/v2/cmd/cosign")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the cosign CLI from go.mod's tool directive: %v\n%s", err, out)
+	}
+	return path, nil
 }
 
 // CosignKeyPair makes a cosign key pair with the real CLI (cosign's
