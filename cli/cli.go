@@ -135,6 +135,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) (string, bool)
 			fmt.Fprintf(stdout, "kiln version :  %s (Kaniko %s command line)\n", version, kanikoVersion)
 		},
 	})
+	root.AddCommand(forkCommands(getenv)...)
 	if migrator != nil {
 		migrate := &cobra.Command{Use: "migrate", Short: "Help moving Kaniko invocations to kiln"}
 		migrate.AddCommand(migrator.ScanCommand())
@@ -146,7 +147,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) (string, bool)
 func helpText() string {
 	return "kiln builds a Dockerfile with BuildKit and publishes it like Kaniko's /kaniko/executor,\n" +
 		"taking the same flags and environment.\n\n" +
-		"Usage:\n  executor [flags]\n  executor version\n  executor migrate scan PATH...\n\n" +
+		"Usage:\n  executor [flags]\n  executor version\n  executor migrate scan PATH...\n  executor login REGISTRY -u USER --password-stdin\n\n" +
 		flagmap.HelpFlags() +
 		"\nSee docs/flags.md for what each flag becomes with BuildKit.\n"
 }
@@ -182,6 +183,9 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	for _, notice := range inv.Notices() {
 		logrus.Info(notice)
+	}
+	if err := flagmap.ReadGitTokenFile(&inv.Options); err != nil {
+		return err
 	}
 	if resolver, ok := engine.(ContextResolver); ok {
 		if err := resolver.ResolveContext(ctx, inv); err != nil {

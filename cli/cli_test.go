@@ -3,8 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -236,5 +239,41 @@ func TestMigrateScanRoutes(t *testing.T) {
 	r := run(t, &fakeEngine{}, m, nil, "migrate", "scan", ".gitlab-ci.yml", "k8s/")
 	if r.code != 0 || strings.Join(m.scanned, " ") != ".gitlab-ci.yml k8s/" {
 		t.Errorf("migrate scan: exit %d scanned %v stderr %q", r.code, m.scanned, r.stderr)
+	}
+}
+
+func TestForkLogin(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"DOCKER_CONFIG": dir}
+	var stdout, stderr bytes.Buffer
+	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	code := Main([]string{"login", "registry.example.com:5000", "-u", "ci", "--password-stdin"}, strings.NewReader("pa55word\n"), &stdout, &stderr, getenv, &fakeEngine{}, nil)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// docker's config stores user:password base64-encoded in auth.
+	if want := base64.StdEncoding.EncodeToString([]byte("ci:pa55word")); !strings.Contains(string(data), `"registry.example.com:5000"`) || !strings.Contains(string(data), want) {
+		t.Errorf("config.json lacks the credential:\n%s", data)
+	}
+	if strings.Contains(stdout.String()+stderr.String(), "pa55word") {
+		t.Error("login printed the password")
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"login", "r.example.com", "-u", "ci"}, "give the password with --password-stdin"},
+		{[]string{"login", "r.example.com", "-p", "x"}, "--username is required"},
+		{[]string{"push", "image.tar", "-d", "r.example.com/app"}, "executor push is not supported by kiln"},
+	} {
+		res := run(t, &fakeEngine{}, nil, env, tc.args...)
+		if res.code != 1 || !strings.Contains(res.stderr, tc.want) || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q, want one line with %q", tc.args, res.code, res.stderr, tc.want)
+		}
 	}
 }

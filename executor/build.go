@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/kilnbuild/kiln/cli"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
@@ -84,7 +83,14 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err := absolutePaths(&cfg); err != nil {
 		return err
 	}
+	if cfg.Signer, err = signerFor(inv); err != nil {
+		return err
+	}
 	plan, err := publish.NewPlan(cfg)
+	if err != nil {
+		return err
+	}
+	extra, err := readOtherFlags(inv)
 	if err != nil {
 		return err
 	}
@@ -219,6 +225,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if opts.SourceDateEpoch != nil {
 		req.SourceDateEpoch = strconv.FormatInt(*opts.SourceDateEpoch, 10)
 	}
+	extra.apply(&req)
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
@@ -229,12 +236,16 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	if err := pending.StopIdle(); err != nil {
 		return err
 	}
-	img, err := imageFromLayout(res)
+	img, provenance, err := exportedImage(res)
 	if err != nil {
 		return err
 	}
 	img, err = shapeLikeKaniko(ctx, img, opts, content, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes)
 	if err != nil {
+		return err
+	}
+	img = withAnnotations(img, opts.Annotations)
+	if img, err = attest(ctx, opts, img, provenance, work); err != nil {
 		return err
 	}
 	if err := plan.Publish(ctx, img); err != nil {
@@ -306,19 +317,6 @@ func stageDockerfile(ctx context.Context, source, contextDir, dir string) (strin
 		}
 	}
 	return staged, dt, nil
-}
-
-// imageFromLayout opens the image BuildKit exported.
-func imageFromLayout(res *SolveResult) (v1.Image, error) {
-	idx, err := layout.ImageIndexFromPath(res.LayoutDir)
-	if err != nil {
-		return nil, fmt.Errorf("reading BuildKit's export: %w", err)
-	}
-	h, err := v1.NewHash(res.ManifestDigest)
-	if err != nil {
-		return nil, fmt.Errorf("BuildKit reported digest %q: %w", res.ManifestDigest, err)
-	}
-	return idx.Image(h)
 }
 
 // absolutePaths is Kaniko's resolveRelativePaths: output files are relative

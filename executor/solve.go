@@ -16,6 +16,7 @@ import (
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/filesync"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	spb "github.com/moby/buildkit/sourcepolicy/pb"
 	"github.com/moby/buildkit/util/entitlements"
 	"github.com/tonistiigi/fsutil"
@@ -65,6 +66,16 @@ type SolveRequest struct {
 	// OutputDir receives the OCI layout (index.json, blobs/); the build
 	// pushes nothing itself.
 	OutputDir string
+	// Secrets serve RUN --mount=type=secret by id (the fork's --secret);
+	// nil attaches no secrets provider.
+	Secrets map[string][]byte
+	// Provenance is BuildKit's provenance mode ("min" or "max"); it makes
+	// the export an index with an attestation manifest, in OCI media types
+	// as BuildKit requires. "" asks for none.
+	Provenance string
+	// FrontendOpts are raw frontend options applied after kiln's own
+	// (Kimia's --buildkit-opt).
+	FrontendOpts map[string]string
 	// ExtraTargets are the stages Kaniko builds that Target does not need
 	// (compat.Dockerfile.ExtraStages by TargetName), in Kaniko's order:
 	// built too, not exported (see solveWithExtraStages).
@@ -142,12 +153,16 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 			return nil, err
 		}
 	}
+	attachables := []session.Attachable{auth, filesync.NewFSSyncProvider(dirs)}
+	if req.Secrets != nil {
+		attachables = append(attachables, secretsprovider.FromMap(req.Secrets))
+	}
 	opt := &client.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: frontendAttrs(req),
 		// Not LocalMounts: BuildKit's client resets every synced file to
 		// 0:0, where Kaniko's COPY keeps the context's owners.
-		Session:      []session.Attachable{auth, filesync.NewFSSyncProvider(dirs)},
+		Session:      attachables,
 		SourcePolicy: req.SourcePolicy,
 		CacheImports: req.CacheImports,
 		CacheExports: req.CacheExports,
@@ -262,13 +277,19 @@ func frontendAttrs(req SolveRequest) map[string]string {
 	for k, v := range req.Labels {
 		attrs["label:"+k] = v
 	}
+	if req.Provenance != "" {
+		attrs["attest:provenance"] = "mode=" + req.Provenance
+	}
+	for k, v := range req.FrontendOpts {
+		attrs[k] = v
+	}
 	return attrs
 }
 
 func exporterAttrs(req SolveRequest) map[string]string {
 	attrs := compressionAttrs(req.Compression, req.CompressionLevel)
 	attrs["tar"] = "false"
-	attrs["oci-mediatypes"] = "false" // Kaniko writes Docker schema 2
+	attrs["oci-mediatypes"] = strconv.FormatBool(req.Provenance != "") // Kaniko writes Docker schema 2; attestations need OCI
 	return attrs
 }
 

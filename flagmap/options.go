@@ -89,7 +89,35 @@ type Options struct {
 	BuildkitMode    string // auto, rootful, rootless or embedded (migrate.EngineModes)
 	MigrationDryRun bool
 	MigrationReport string // "text" or "json"
-	SourceDateEpoch *int64 // from SOURCE_DATE_EPOCH; nil when unset
+	SourceDateEpoch *int64 // from --timestamp, else SOURCE_DATE_EPOCH; nil when unset
+
+	// The maintained Kaniko fork's additions.
+	Secrets         []string          // --secret specs as given; see ParseSecrets
+	Annotations     map[string]string // manifest annotations
+	PreserveContext bool
+	PreCleanup      bool
+	Materialize     bool
+	ImageFormat     string // "", "docker" or "oci"
+	Dryrun          bool   // runs the migration dry-run
+
+	// Kimia's additions.
+	Timestamp         string // decimal seconds; sets SourceDateEpoch and Reproducible
+	GitBranch         string
+	GitRevision       string
+	GitTokenFile      string
+	GitTokenUser      string
+	ImportCache       []string // BuildKit cache specs, see ParseCacheSpec
+	ExportCache       []string
+	StorageDriver     string
+	BuildkitOpts      []string // raw frontend options key=value
+	BuildahOpts       []string
+	Attestation       string // "", "off", "min" or "max"
+	Attest            []string
+	Sign              bool
+	CosignKey         string
+	CosignPasswordEnv string
+	Scan              bool
+	Harden            bool
 
 	// Environment that Kaniko reads outside the flag set.
 	Env Environment

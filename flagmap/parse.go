@@ -27,6 +27,9 @@ type Invocation struct {
 	Given      []Given  // every flag given, in command-line order, then environment-supplied ones
 	Positional []string // arguments that are not flags (Kaniko tolerates empty ones)
 	Warnings   []string // deprecations and other notices, to be logged as warnings
+	// Getenv is the environment the invocation was parsed with; values read
+	// at build time (--secret env=) come from it too.
+	Getenv func(string) (string, bool)
 
 	valueErr *UsageError // first bad flag value, worded without secrets
 }
@@ -106,7 +109,7 @@ func Parse(args []string, getenv func(string) (string, bool)) (*Invocation, erro
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
 	}
-	inv := &Invocation{}
+	inv := &Invocation{Getenv: getenv}
 	fs := newFlagSet(&inv.Options, inv.warn, inv.record)
 	for _, f := range flagValues(fs) {
 		f.fail = inv.failValue
@@ -136,6 +139,9 @@ func newFlagSet(opts *Options, warn func(string), record func(*Flag, string)) *p
 	fs.Usage = func() {}
 	for i := range Table {
 		row := &Table[i]
+		if row.EnvOnly {
+			continue
+		}
 		target := row.Target()
 		field := target.Field(opts)
 		if row.AliasOf == "" && row.Default != "" && row.Kind != GitKind {
@@ -147,6 +153,9 @@ func newFlagSet(opts *Options, warn func(string), record func(*Flag, string)) *p
 		f := fs.VarPF(value, row.Name, row.Shorthand, row.Usage)
 		if row.Kind == Bool {
 			f.NoOptDefVal = "true"
+		}
+		if row.Bare != "" {
+			f.NoOptDefVal = row.Bare
 		}
 		f.Hidden = row.Hidden
 	}
@@ -163,7 +172,7 @@ func parseError(err error) error {
 		return usageErrorf("--"+name, "unknown flag: --%s; run 'executor --help' to list the accepted flags", name)
 	}
 	if strings.HasPrefix(msg, "unknown shorthand flag") {
-		return usageErrorf("", "%s; the short flags are -f -c -d -v -b, run 'executor --help' for the rest", msg)
+		return usageErrorf("", "%s; the short flags are -f -c -d -v -b -t, run 'executor --help' for the rest", msg)
 	}
 	if strings.HasPrefix(msg, "flag needs an argument") {
 		return usageErrorf("", "%s; give it as --flag=value or --flag value", msg)
@@ -254,13 +263,31 @@ func (inv *Invocation) applyEnvironment(getenv func(string) (string, bool)) erro
 			o.BuildArgs[i] = arg + "=" + val
 		}
 	}
-	return inv.readEnvironment(getenv)
+	if err := inv.readEnvironment(getenv); err != nil {
+		return err
+	}
+	return applyOtherCommandLines(o)
 }
 
 func (inv *Invocation) applyEnv(row *Flag, val string) error {
+	if row.EnvOnly {
+		if _, err := strconv.ParseBool(val); err != nil {
+			inv.warn(fmt.Sprintf("%s=%q is not true or false; it has no effect with kiln anyway", row.Env, val))
+		}
+		inv.Given = append(inv.Given, Given{Flag: row, Spelling: "env " + row.Env, Values: []string{val}})
+		return nil
+	}
 	field := row.Field(&inv.Options)
 	noWarn := func(string) {}
 	switch row.EnvRule {
+	case EnvDefault:
+		if _, given := inv.lastValue(row); given {
+			return nil
+		}
+		if err := setField(row, field, val, noWarn); err != nil {
+			*field.(*bool) = false
+			inv.warn(fmt.Sprintf("%s=%q is not true or false; treating it as false like the Kaniko fork does", row.Env, val))
+		}
 	case EnvOverride:
 		if err := setField(row, field, val, inv.warn); err != nil {
 			if row.Kind != Bool {

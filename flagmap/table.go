@@ -40,6 +40,21 @@ const (
 	EnvOverride EnvRule = "override"
 	// EnvAppend adds the variable as one more occurrence after the command line.
 	EnvAppend EnvRule = "append"
+	// EnvDefault is the maintained fork's reading: the variable replaces the
+	// default, the flag wins, and a value that is not a boolean counts as false.
+	EnvDefault EnvRule = "default"
+)
+
+// CommandLine names the tool whose command line a spelling comes from.
+type CommandLine string
+
+const (
+	// Kaniko is Kaniko v1.23.2's executor (the zero value).
+	Kaniko CommandLine = ""
+	// KanikoFork is the maintained fork's executor (osscontainertools/kaniko v1.28).
+	KanikoFork CommandLine = "kaniko-fork"
+	// Kimia is rapidfort/kimia v1.0.25.
+	Kimia CommandLine = "kimia"
 )
 
 // Redaction says which part of a flag's values may be secret.
@@ -68,9 +83,16 @@ type Flag struct {
 	Hidden      bool   // accepted but not shown by --help (Kaniko hides it too)
 	AliasOf     string // deprecated spelling of this flag name
 	Kiln        bool   // kiln's own flag, not Kaniko's
-	Fork        bool   // the maintained Kaniko fork's flag, not in v1.23.2
 	Issue       string // for partly implemented flags: what is still missing
 	Redact      Redaction
+	// CommandLine is where the spelling comes from when it is not Kaniko's.
+	CommandLine CommandLine
+	// Bare is the value of a non-boolean flag given without one (Kimia's
+	// bare --attestation means min); "" requires a value.
+	Bare string
+	// EnvOnly rows are variables without a flag (the fork's FF_KANIKO_*):
+	// Name and Env are the variable, Kind is Bool and Field is nil.
+	EnvOnly bool
 	// Field points into Options; nil for aliases, which share their target's field.
 	Field func(*Options) any
 }
@@ -105,8 +127,8 @@ var Table = []Flag{
 		Disposition: Native, BuildKit: "frontend option `build-arg:NAME`",
 		Redact: RedactAfterEquals,
 		Field:  func(o *Options) any { return &o.BuildArgs }},
-	{Name: "target", Kind: String,
-		Usage:       "stage to build (case-insensitive); empty builds the last stage",
+	{Name: "target", Shorthand: "t", Kind: String,
+		Usage:       "stage to build (case-insensitive); empty builds the last stage (-t is Kimia's spelling)",
 		Disposition: Native, BuildKit: "frontend option `target`",
 		Field: func(o *Options) any { return &o.Target }},
 	{Name: "skip-unused-stages", Kind: Bool, Default: "false",
@@ -230,7 +252,7 @@ var Table = []Flag{
 		Disposition: NoOp, BuildKit: "none",
 		Reason: "BuildKit records metadata-only instructions as history entries without layers; no empty layers are added",
 		Field:  func(o *Options) any { return &o.ForceBuildMetadata }},
-	{Name: "cleanup", Kind: Bool, Default: "false",
+	{Name: "cleanup", Kind: Bool, Default: "false", Env: "KANIKO_CLEANUP", EnvRule: EnvDefault,
 		Usage:       "delete the build filesystem when the build ends",
 		Disposition: NoOp, BuildKit: "none",
 		Reason: "builds happen in BuildKit's snapshots, never in the executor's own filesystem, so there is nothing to clean",
@@ -312,7 +334,7 @@ var Table = []Flag{
 		Disposition: Native, BuildKit: "buildkitd `[registry.\"docker.io\"] mirrors = [...]`",
 		Redact: RedactURLUserinfo,
 		Field:  func(o *Options) any { return &o.RegistryMirrors }},
-	{Name: "credential-helpers", Kind: Multi, Fork: true,
+	{Name: "credential-helpers", Kind: Multi, CommandLine: KanikoFork,
 		Usage:       "in-process credential helpers to use after config.json: any of env, google, ecr, acr, gitlab (comma-separated or repeated; default all, \"\" turns all off)",
 		Disposition: Emulated, BuildKit: "kiln's keychain resolves config.json, then the selected helpers in the fork's order (env: KANIKO_<HOST>_USER/_PASSWORD; google: Application Default Credentials; ecr: GetAuthorizationToken; acr: Entra token exchanged at the registry; gitlab: CI_REGISTRY_USER/_PASSWORD); the same credentials serve pushes, the cache and BuildKit's base-image pulls through session auth",
 		Field: func(o *Options) any { return &o.CredentialHelpers }},
@@ -369,6 +391,114 @@ var Table = []Flag{
 		Usage:       "format of the migration dry-run report: text or json",
 		Disposition: Native, BuildKit: "no build",
 		Field: func(o *Options) any { return &o.MigrationReport }},
+
+	// The maintained Kaniko fork's additions (osscontainertools/kaniko v1.28).
+	{Name: "secret", Kind: Multi, CommandLine: KanikoFork,
+		Usage:       "secret for RUN --mount=type=secret, as id=ID[,src=FILE|,env=VAR][,type=file|env]; with neither src nor env, the variable ID if set, else the file ID (repeatable)",
+		Disposition: Native, BuildKit: "session secrets provider: each RUN --mount=type=secret,id=ID reads the value from kiln while it runs; values are read once at start and never reach a layer, the history, the cache or a log",
+		Field: func(o *Options) any { return &o.Secrets }},
+	{Name: "annotation", Kind: KeyValue, CommandLine: KanikoFork,
+		Usage:       "annotation of the image manifest as key=value (repeatable)",
+		Disposition: Emulated, BuildKit: "kiln writes the annotations into the manifest it publishes, after shaping (the digest includes them)",
+		Field: func(o *Options) any { return &o.Annotations }},
+	{Name: "preserve-context", Kind: Bool, Default: "false", Env: "KANIKO_PRESERVE_CONTEXT", EnvRule: EnvDefault, CommandLine: KanikoFork,
+		Usage:       "keep the build context as it was across stages",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "BuildKit reads the context through its session and runs every stage in its own snapshot, so no stage can change the context another stage sees",
+		Field:  func(o *Options) any { return &o.PreserveContext }},
+	{Name: "pre-cleanup", Kind: Bool, Default: "false", Env: "KANIKO_PRE_CLEANUP", EnvRule: EnvDefault, CommandLine: KanikoFork,
+		Usage:       "delete the build filesystem before the build starts",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "builds happen in BuildKit's snapshots, never in the executor's own filesystem, so there is nothing left over to clean",
+		Field:  func(o *Options) any { return &o.PreCleanup }},
+	{Name: "materialize", Kind: Bool, Default: "false", CommandLine: KanikoFork,
+		Usage:       "leave the target's filesystem in place even when every step came from the cache",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "kiln never unpacks the image into its own filesystem; the target's complete filesystem is in the exported layers whether steps were cached or not",
+		Field:  func(o *Options) any { return &o.Materialize }},
+	{Name: "image-format", Kind: Enum, Values: []string{"docker", "oci"}, CommandLine: KanikoFork,
+		Usage:       "media types of the image: docker or oci (default: the base image's)",
+		Disposition: Native, BuildKit: "`docker` is what kiln always writes (exporter `oci-mediatypes=false`, Kaniko v1.23.2's Docker schema 2)",
+		Issue: "`oci` is refused: kiln's Kaniko-shaped output is Docker schema 2 only (use --image-format=docker or leave it out)",
+		Field: func(o *Options) any { return &o.ImageFormat }},
+	{Name: "dryrun", Kind: Bool, Default: "false", CommandLine: KanikoFork,
+		Usage:       "show what the build would do without building or pushing",
+		Disposition: Emulated, BuildKit: "runs kiln's --migration-dry-run: the report of what kiln would do; nothing is built or pushed",
+		Field: func(o *Options) any { return &o.Dryrun }},
+
+	// Kimia's own flags (rapidfort/kimia v1.0.25); its Kaniko-like ones are above.
+	{Name: "timestamp", Kind: String, CommandLine: Kimia,
+		Usage:       "Unix time in seconds for every timestamp of the image; implies --reproducible and wins over SOURCE_DATE_EPOCH",
+		Disposition: Emulated, BuildKit: "build-arg SOURCE_DATE_EPOCH and kiln's --reproducible shaping with this time",
+		Field: func(o *Options) any { return &o.Timestamp }},
+	{Name: "git-branch", Kind: String, CommandLine: Kimia,
+		Usage:       "branch to clone for a git:// context",
+		Disposition: Native, BuildKit: "same as --git branch=<value>: git source ref",
+		Field: func(o *Options) any { return &o.GitBranch }},
+	{Name: "git-revision", Kind: String, CommandLine: Kimia,
+		Usage:       "commit to check out for a git:// context",
+		Disposition: Native, BuildKit: "appended to the context as Kaniko's git://host/repo#ref#commit (or #commit without a ref)",
+		Field: func(o *Options) any { return &o.GitRevision }},
+	{Name: "git-token-file", Kind: String, CommandLine: Kimia,
+		Usage:       "file holding the token for a git:// context",
+		Disposition: Emulated, BuildKit: "read at start and used as GIT_TOKEN (never logged)",
+		Field: func(o *Options) any { return &o.GitTokenFile }},
+	{Name: "git-token-user", Kind: String, CommandLine: Kimia,
+		Usage:       "user name sent with the git token",
+		Disposition: Emulated, BuildKit: "used as GIT_USERNAME",
+		Field: func(o *Options) any { return &o.GitTokenUser }},
+	{Name: "import-cache", Kind: Multi, CommandLine: Kimia,
+		Usage:       "BuildKit cache to import, as type=registry,ref=<repo:tag> or type=local,src=<dir> (repeatable)",
+		Disposition: Native, BuildKit: "cache import entry, as buildctl --import-cache",
+		Field: func(o *Options) any { return &o.ImportCache }},
+	{Name: "export-cache", Kind: Multi, CommandLine: Kimia,
+		Usage:       "BuildKit cache to export, as type=registry,ref=<repo:tag>[,mode=max] or type=local,dest=<dir> (repeatable)",
+		Disposition: Native, BuildKit: "cache export entry, as buildctl --export-cache",
+		Field: func(o *Options) any { return &o.ExportCache }},
+	{Name: "storage-driver", Kind: String, CommandLine: Kimia,
+		Usage:       "Kimia's storage driver: native, overlay or vfs",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "kiln starts its own buildkitd with the snapshotter that works where it runs (overlayfs where allowed, else native); there is nothing to choose",
+		Field:  func(o *Options) any { return &o.StorageDriver }},
+	{Name: "buildkit-opt", Kind: Multi, CommandLine: Kimia, Redact: RedactAfterEquals,
+		Usage:       "raw BuildKit frontend option as key=value, as buildctl --opt (repeatable)",
+		Disposition: Native, BuildKit: "frontend option `key`, applied after kiln's own",
+		Field: func(o *Options) any { return &o.BuildkitOpts }},
+	{Name: "buildah-opt", Kind: Multi, CommandLine: Kimia,
+		Usage:       "raw Buildah option (Kimia's Buildah mode)",
+		Disposition: NoOp, BuildKit: "none",
+		Reason: "kiln always builds with BuildKit; Buildah options have nothing to apply to",
+		Field:  func(o *Options) any { return &o.BuildahOpts }},
+	{Name: "attestation", Kind: Enum, Values: []string{"off", "min", "max"}, Bare: "min", CommandLine: Kimia,
+		Usage:       "attestations to attach: off, min (provenance mode=min) or max (SPDX SBOM and provenance mode=max); bare means min",
+		Disposition: Emulated, BuildKit: "provenance is BuildKit's (`attest:provenance=mode=min|max`), re-addressed to the image kiln publishes; the SBOM is SPDX 2.3 JSON made in-process with syft (no scanner image). Both are published in BuildKit's form: an OCI index of the image and its attestation manifest, which the tags, the digest files and BUILDER_OUTPUT then name (the --tar-path tarball keeps the image alone). With provenance the image has OCI media types, as BuildKit requires. Their times come from --timestamp or SOURCE_DATE_EPOCH (the epoch under --reproducible), so reproducible builds give the same attestations; off by default, leaving Kaniko's digests untouched",
+		Field: func(o *Options) any { return &o.Attestation }},
+	{Name: "attest", Kind: Multi, CommandLine: Kimia,
+		Usage:       "one attestation as type=sbom or type=provenance[,mode=min|max] (repeatable; replaces --attestation)",
+		Disposition: Emulated, BuildKit: "as --attestation, for the attestations listed",
+		Field: func(o *Options) any { return &o.Attest }},
+	{Name: "sign", Kind: Bool, Default: "false", CommandLine: Kimia,
+		Usage:       "sign the pushed image and its attestations with cosign",
+		Disposition: Emulated, BuildKit: "kiln signs each destination's pushed digest with cosign's library, key-based and offline (no transparency log), as cosign's sha256-<digest>.sig tag, and attests it as .att; digest files and BUILDER_OUTPUT are unchanged. Unlike Kimia, no attestation mode is needed",
+		Field: func(o *Options) any { return &o.Sign }},
+	{Name: "cosign-key", Kind: String, Default: "/etc/cosign/cosign.key", CommandLine: Kimia,
+		Usage:       "cosign private key file for --sign (cosign's encrypted PEM or PKCS#8)",
+		Disposition: Emulated, BuildKit: "read and unlocked before the build, so a missing key or a wrong password fails before anything is pushed",
+		Field: func(o *Options) any { return &o.CosignKey }},
+	{Name: "cosign-password-env", Kind: String, Default: "COSIGN_PASSWORD", CommandLine: Kimia,
+		Usage:       "variable holding the password of --cosign-key",
+		Disposition: Emulated, BuildKit: "the password is read from this variable and never logged",
+		Field: func(o *Options) any { return &o.CosignPasswordEnv }},
+	{Name: "scan", Kind: Bool, Default: "false", CommandLine: Kimia,
+		Usage:       "Kimia enterprise: scan the image for vulnerabilities",
+		Disposition: Unsupported,
+		Reason:      "a RapidFort enterprise feature kiln does not have; scan the pushed image with your scanner",
+		Field:       func(o *Options) any { return &o.Scan }},
+	{Name: "harden", Kind: Bool, Default: "false", CommandLine: Kimia,
+		Usage:       "Kimia enterprise: harden the image",
+		Disposition: Unsupported,
+		Reason:      "a RapidFort enterprise feature kiln does not have; build without --harden",
+		Field:       func(o *Options) any { return &o.Harden }},
 }
 
 // Lookup returns the table row for a long flag name, or nil.

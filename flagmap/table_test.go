@@ -29,7 +29,7 @@ func TestTableCoversKanikoExactly(t *testing.T) {
 	}
 	var kaniko, visible, hidden []string
 	for _, f := range Table {
-		if f.Kiln || f.Fork {
+		if f.Kiln || f.CommandLine != Kaniko {
 			continue
 		}
 		kaniko = append(kaniko, f.Name)
@@ -58,7 +58,8 @@ func TestTableCoversKanikoExactly(t *testing.T) {
 			shorts[f.Shorthand] = f.Name
 		}
 	}
-	wantShorts := map[string]string{"f": "dockerfile", "c": "context", "d": "destination", "v": "verbosity", "b": "bucket"}
+	// -t is Kimia's; Kaniko has the other five.
+	wantShorts := map[string]string{"f": "dockerfile", "c": "context", "d": "destination", "v": "verbosity", "b": "bucket", "t": "target"}
 	if !reflect.DeepEqual(shorts, wantShorts) {
 		t.Errorf("shorthands = %v, want %v", shorts, wantShorts)
 	}
@@ -113,6 +114,15 @@ func TestTableRowsAreComplete(t *testing.T) {
 		if f.Kind == Enum && len(f.Values) == 0 {
 			t.Errorf("--%s is an enum without values", f.Name)
 		}
+		if f.EnvOnly {
+			if f.Field != nil || f.Env != f.Name || f.Kind != Bool || f.CommandLine == Kaniko {
+				t.Errorf("variable row %s must be a fork's boolean variable without a field", f.Name)
+			}
+			continue
+		}
+		if f.EnvRule == EnvDefault && f.Kind != Bool {
+			t.Errorf("--%s: EnvDefault is for booleans only", f.Name)
+		}
 		if f.Field == nil {
 			t.Fatalf("--%s has no Options field", f.Name)
 		}
@@ -147,12 +157,57 @@ func TestEachFieldHasOneFlag(t *testing.T) {
 func TestHelpListsVisibleFlagsOnly(t *testing.T) {
 	help := HelpFlags()
 	for _, f := range Table {
+		if f.EnvOnly {
+			if strings.Contains(help, f.Name) {
+				t.Errorf("variable %s listed as a flag in help", f.Name)
+			}
+			continue
+		}
 		listed := strings.Contains(help, "--"+f.Name+" ") || strings.Contains(help, "--"+f.Name+"[")
 		if listed == f.Hidden {
 			t.Errorf("--%s hidden=%v but listed in help=%v", f.Name, f.Hidden, listed)
 		}
 	}
-	if got := strings.Count(help, "\n  -") + strings.Count(help, "\n      --"); got != 58+1+4 {
-		t.Errorf("help lists %d flags, want 58 Kaniko + 1 fork + 4 kiln:\n%s", got, help)
+	if got := strings.Count(help, "\n  -") + strings.Count(help, "\n      --"); got != 58+len(forkSpellings)+len(kimiaSpellings)+4 {
+		t.Errorf("help lists %d flags, want 58 Kaniko + %d fork + %d Kimia + 4 kiln:\n%s", got, len(forkSpellings), len(kimiaSpellings), help)
+	}
+}
+
+// forkSpellings and kimiaSpellings are the flags the maintained fork
+// (v1.28.3) and Kimia (v1.0.25) add to Kaniko's, except the fork's
+// --credential-helpers (registry credentials).
+var (
+	forkSpellings  = []string{"secret", "annotation", "preserve-context", "pre-cleanup", "materialize", "image-format", "dryrun", "credential-helpers"}
+	kimiaSpellings = []string{"timestamp", "git-branch", "git-revision", "git-token-file", "git-token-user", "import-cache",
+		"export-cache", "storage-driver", "buildkit-opt", "buildah-opt", "attestation", "attest", "sign", "cosign-key",
+		"cosign-password-env", "scan", "harden"}
+)
+
+func TestTableCoversOtherCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		from CommandLine
+		want []string
+	}{{KanikoFork, forkSpellings}, {Kimia, kimiaSpellings}} {
+		var got []string
+		for _, f := range Table {
+			if f.CommandLine == tc.from && !f.EnvOnly {
+				got = append(got, f.Name)
+			}
+		}
+		sort.Strings(got)
+		want := append([]string{}, tc.want...)
+		sort.Strings(want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s spellings = %v, want %v", tc.from, got, want)
+		}
+	}
+	var ff int
+	for _, f := range Table {
+		if f.EnvOnly && strings.HasPrefix(f.Name, "FF_KANIKO_") {
+			ff++
+		}
+	}
+	if ff != 37 {
+		t.Errorf("%d FF_KANIKO_* variables in the table, want the fork's 37", ff)
 	}
 }

@@ -52,7 +52,7 @@ func ValidateFlags(o *Options) error {
 			return usageErrorf("--registry-client-cert", "--registry-client-cert %s=%s: expected format %s=/path/to/cert,/path/to/key", host, files, host)
 		}
 	}
-	return nil
+	return validateOtherCommandLines(o)
 }
 
 // ValidateLogging checks --verbosity and --log-format (Kaniko's step 1).
@@ -92,6 +92,9 @@ func (inv *Invocation) refuseUnsupported() error {
 		}
 		if row.Disposition != Unsupported {
 			continue
+		}
+		if row.Kind == Bool && g.Values[len(g.Values)-1] == "false" {
+			continue // --sign=false asks for nothing kiln lacks
 		}
 		return usageErrorf("--"+row.Name, "--%s is not supported by kiln: %s", row.Name, row.Reason)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -118,6 +119,7 @@ func (m *Migrator) analyse(inv *flagmap.Invocation, local bool) *Report {
 	if m.checkDestinations(r, opts, true); r.Error != "" {
 		return r
 	}
+	checkBuildInputs(r, inv)
 	if opts.BuildkitHost != "" {
 		r.note(SeverityInfo, "environment", "--buildkit-host is set: kiln starts no daemon here, so the environment needs no extra privileges")
 		return r
@@ -225,5 +227,35 @@ func (m *Migrator) checkDestinations(r *Report, opts *flagmap.Options, local boo
 		if !found {
 			r.note(SeverityWarning, "credentials", "%s: %s", host, source)
 		}
+	}
+}
+
+// checkBuildInputs reads what a build would read at start (--secret sources,
+// Kimia's --git-token-file) so that a missing one is found now; values are
+// never shown.
+func checkBuildInputs(r *Report, inv *flagmap.Invocation) {
+	opts := inv.Options
+	if err := flagmap.ReadGitTokenFile(&opts); err != nil {
+		r.note(SeverityError, "git", "%s", err)
+	}
+	if opts.Sign {
+		if _, err := os.Stat(opts.CosignKey); err != nil {
+			r.note(SeverityError, "signing", "--cosign-key %s: cannot read it; mount the cosign private key there or point --cosign-key at it", opts.CosignKey)
+		}
+	}
+	secrets, err := flagmap.ParseSecrets(opts.Secrets, inv.Getenv)
+	if err == nil {
+		_, err = flagmap.ReadSecrets(secrets, inv.Getenv)
+	}
+	if err != nil {
+		r.note(SeverityError, "secrets", "%s", err)
+		return
+	}
+	for _, s := range secrets {
+		source := "file " + s.File
+		if s.Env != "" {
+			source = "variable " + s.Env
+		}
+		r.note(SeverityInfo, "secrets", "secret %s comes from the %s and is readable", s.ID, source)
 	}
 }

@@ -145,7 +145,7 @@ func scanGitLab(path string, doc map[string]any) []found {
 		}
 		script := scriptText(before) + "\n" + scriptText(job["script"])
 		calls := executorCalls(script, vars)
-		noCall := len(calls) == 0 && isKanikoImage(image)
+		noCall := len(calls) == 0 && isBuilderImage(image)
 		if len(calls) == 0 && !noCall {
 			continue
 		}

@@ -23,7 +23,7 @@ import (
 type found struct {
 	src     Source
 	args    []string
-	noCall  bool              // a Kaniko image with no executor call in sight
+	noCall  bool              // a Kaniko or Kimia image with no executor call in sight
 	env     map[string]string // variables the job or container sets
 	changes []Change
 }
@@ -160,7 +160,7 @@ func (m *Migrator) reportFound(f found) *Report {
 	var r *Report
 	if f.noCall {
 		r = &Report{SchemaVersion: SchemaVersion}
-		r.note(SeverityWarning, "scan", "the job uses a Kaniko image but no /kaniko/executor call was found in its script; check the scripts it runs")
+		r.note(SeverityWarning, "scan", "the job uses a Kaniko or Kimia image but no executor or kimia call was found in its script; check the scripts it runs")
 	} else {
 		getenv := func(k string) (string, bool) { v, ok := f.env[k]; return v, ok }
 		inv, err := flagmap.Parse(f.args, getenv)
@@ -187,20 +187,35 @@ func (m *Migrator) reportFound(f found) *Report {
 	r.Source = &src
 	r.Changes = append(r.Changes, f.changes...)
 	r.finish()
-	if isKanikoImage(src.Image) {
+	if isBuilderImage(src.Image) {
 		// Swapping the image is the migration itself, so it does not count
 		// towards the verdict.
 		want := "kiln's executor image (keep the debug flavour when the job runs a shell)"
 		if m.KilnImage != "" {
 			want = m.KilnImage
 		}
-		r.Changes = append([]Change{{"image", src.Image, want, "kiln accepts Kaniko's flags and paths unchanged"}}, r.Changes...)
+		swap := []Change{{"image", src.Image, want, "kiln accepts Kaniko's flags and paths unchanged"}}
+		if isKimiaImage(src.Image) {
+			swap[0].Why = "kiln accepts Kimia's flags unchanged"
+			swap = append(swap, Change{"command", "kimia", "/kaniko/executor", "kiln's image runs its executor there; the arguments stay as they are"})
+		}
+		r.Changes = append(swap, r.Changes...)
 	}
 	return r
 }
 
-// isKanikoImage recognises Kaniko's images and its forks' by repository name.
-func isKanikoImage(image string) bool {
+// isBuilderImage recognises Kaniko's images, its forks' (the maintained
+// osscontainertools/kaniko, martizih/kaniko, Chainguard's) and Kimia's by
+// repository name.
+func isBuilderImage(image string) bool {
+	return strings.Contains(imageRepository(image), "kaniko") || isKimiaImage(image)
+}
+
+func isKimiaImage(image string) bool {
+	return strings.Contains(imageRepository(image), "kimia")
+}
+
+func imageRepository(image string) string {
 	repo := strings.ToLower(image)
 	if i := strings.LastIndex(repo, "@"); i >= 0 {
 		repo = repo[:i]
@@ -208,7 +223,7 @@ func isKanikoImage(image string) bool {
 	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 		repo = repo[:i]
 	}
-	return strings.Contains(repo, "kaniko")
+	return repo
 }
 
 func scanYAML(path string, data []byte) ([]found, error) {
@@ -294,11 +309,11 @@ func argvCalls(image string, command, args []string, script string, env map[stri
 				break
 			}
 		}
-	case len(command) == 0 && isKanikoImage(image):
-		// The image's ENTRYPOINT is /kaniko/executor.
+	case len(command) == 0 && isBuilderImage(image):
+		// The image's ENTRYPOINT is /kaniko/executor (Kimia's: kimia).
 		calls = [][]string{append([]string{}, args...)}
 	}
-	return calls, len(calls) == 0 && isKanikoImage(image)
+	return calls, len(calls) == 0 && isBuilderImage(image)
 }
 
 func isShell(argv0 string) bool {

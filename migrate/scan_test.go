@@ -57,15 +57,16 @@ func TestScanFindsEveryInvocation(t *testing.T) {
 		got = append(got, r.Source.Kind+" "+r.Source.Job+"/"+r.Source.Container)
 	}
 	want := []string{
-		"gitlab-ci build-image/", "gitlab-ci kaniko-build/", "gitlab-ci release/",
+		"gitlab-ci build-image/", "gitlab-ci kaniko-build/", "gitlab-ci release/", "gitlab-ci build/",
 		"kubernetes Job/image-build/kaniko", "kubernetes CronJob/nightly-base/builder",
+		"kubernetes Job/fork-build/build", "kubernetes Job/kimia-build/kimia",
 		"kubernetes Pod/kaniko-*/kaniko",
 		"tekton Task/build-with-kaniko/build-and-push",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("found:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if res.Summary.Files != 4 || res.Summary.Invocations != len(want) {
+	if res.Summary.Files != 6 || res.Summary.Invocations != len(want) {
 		t.Errorf("summary %+v", res.Summary)
 	}
 }
@@ -180,7 +181,7 @@ func TestScanCommand(t *testing.T) {
 				"testdata/gitlab/.gitlab-ci.yml: gitlab-ci kaniko-build (image gcr.io/kaniko-project/executor:debug)",
 				"image: gcr.io/kaniko-project/executor:debug → kiln:test",
 				"securityContext.seccompProfile: unset (RuntimeDefault) → {type: Unconfined}",
-				"7 Kaniko invocations in 4 files",
+				"10 Kaniko invocations in 6 files",
 			)
 			continue
 		}
@@ -188,7 +189,7 @@ func TestScanCommand(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 			t.Fatalf("json: %v", err)
 		}
-		if res.Summary.Invocations != 7 || res.Invocations[0].Changes[0].Required != "kiln:test" {
+		if res.Summary.Invocations != 10 || res.Invocations[0].Changes[0].Required != "kiln:test" {
 			t.Errorf("json summary %+v, first changes %+v", res.Summary, res.Invocations[0].Changes)
 		}
 	}
@@ -197,5 +198,26 @@ func TestScanCommand(t *testing.T) {
 	var exit interface{ ExitCode() int }
 	if err := cmd.Execute(); !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Errorf("missing path: %v", err)
+	}
+}
+
+// Jobs and CI files on the fork's or Kimia's images are found, their flags
+// mapped, and Kimia's command replaced.
+func TestScanForkAndKimia(t *testing.T) {
+	res := scanFixtures(t)
+	fork := findInvocation(t, res, "Job/fork-build", "build")
+	if !hasChange(fork, "image") || !hasFlag(fork, "--secret", "id=npmrc,src=/run/secrets/npmrc") || !hasFlag(fork, "env FF_KANIKO_COPY_AS_ROOT", "1") || !hasFlag(fork, "--pre-cleanup", "true") {
+		t.Errorf("fork Job: changes %+v flags %+v", fork.Changes, fork.Flags)
+	}
+	kimia := findInvocation(t, res, "Job/kimia-build", "kimia")
+	if !hasChange(kimia, "image") || !hasChange(kimia, "command") {
+		t.Errorf("Kimia Job changes: %+v", kimia.Changes)
+	}
+	if !hasFlag(kimia, "--git-revision", "9f2c1e7") || !hasFlag(kimia, "--timestamp", "1700000000") || kimia.Context == nil || kimia.Context.Value != "git://git.example.com/team/app.git#9f2c1e7" {
+		t.Errorf("Kimia Job flags %+v context %+v", kimia.Flags, kimia.Context)
+	}
+	ci := findInvocation(t, res, "build", "")
+	if ci.Source.Image != "ghcr.io/rapidfort/kimia:1.0.25" || !hasFlag(ci, "--export-cache", "type=registry,ref=$CI_REGISTRY_IMAGE:cache,mode=max") || !hasChange(ci, "command") {
+		t.Errorf("Kimia CI job: %+v %+v", ci.Source, ci.Flags)
 	}
 }

@@ -140,9 +140,10 @@ func bareVariable(s string) string {
 	return name
 }
 
-// isExecutorCommand reports whether argv0 runs Kaniko's executor.
+// isExecutorCommand reports whether argv0 runs Kaniko's executor (or the
+// fork's) or Kimia, whose command lines kiln takes.
 func isExecutorCommand(argv0 string) bool {
-	return argv0 == "/kaniko/executor" || path.Base(argv0) == "executor"
+	return argv0 == "/kaniko/executor" || path.Base(argv0) == "executor" || path.Base(argv0) == "kimia"
 }
 
 // executorCalls finds executor invocations in a script and returns their

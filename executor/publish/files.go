@@ -36,7 +36,7 @@ func (cfg Config) digestOutput(flag, target string, content func(v1.Hash) []byte
 }
 
 func (o digestOutput) Publish(ctx context.Context, img v1.Image) error {
-	digest, err := img.Digest()
+	digest, err := publishedDigest(img)
 	if err != nil {
 		return fmt.Errorf("%s: computing the image digest: %w", o.flag, err)
 	}
@@ -100,6 +100,12 @@ func (o ociLayout) Publish(_ context.Context, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("--oci-layout-path %s: %w", o.path, err)
 	}
+	if idx := indexOf(img); idx != nil {
+		if err := p.AppendIndex(idx); err != nil {
+			return fmt.Errorf("--oci-layout-path %s: writing the image and its attestations: %w", o.path, err)
+		}
+		return nil
+	}
 	if err := p.AppendImage(img); err != nil {
 		return fmt.Errorf("--oci-layout-path %s: writing the image: %w", o.path, err)
 	}
@@ -132,7 +138,7 @@ type builderOutput struct {
 }
 
 func (o builderOutput) Publish(_ context.Context, img v1.Image) error {
-	digest, err := img.Digest()
+	digest, err := publishedDigest(img)
 	if err != nil {
 		return fmt.Errorf("BUILDER_OUTPUT: computing the image digest: %w", err)
 	}

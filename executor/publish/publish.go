@@ -46,6 +46,7 @@ type Config struct {
 
 	Registry *compat.RegistrySettings
 	Keychain authn.Keychain // nil means anonymous
+	Signer   *Signer        // signs each destination after its push; nil signs nothing
 
 	Log        logrus.FieldLogger                               // nil means logrus' standard logger
 	Sleep      func(ctx context.Context, d time.Duration) error // nil means a timer; tests make it instant
@@ -134,6 +135,9 @@ func NewPlan(cfg Config) (Plan, error) {
 	}
 	for _, tag := range destinations {
 		plan = append(plan, &push{cfg: cfg, tag: tag})
+		if cfg.Signer != nil {
+			plan = append(plan, signing{cfg: cfg, tag: tag})
+		}
 	}
 	if cfg.BuilderOutput != "" {
 		plan = append(plan, builderOutput{dir: cfg.BuilderOutput, tags: destinations})

@@ -31,7 +31,7 @@ type push struct {
 }
 
 func (p *push) Publish(ctx context.Context, img v1.Image) error {
-	digest, err := img.Digest()
+	digest, err := publishedDigest(img)
 	if err != nil {
 		return fmt.Errorf("failed to push to destination %s: computing the image digest: %w", p.tag, err)
 	}
@@ -41,7 +41,7 @@ func (p *push) Publish(ctx context.Context, img v1.Image) error {
 
 	log.Infof("Pushing image to %s", p.tag)
 	attempt := func() error {
-		err := remote.Write(p.tag, img, options...)
+		err := writeImageOrIndex(p.tag, img, options)
 		if err == nil {
 			log.Infof("Pushed %s", pushed)
 			return nil
