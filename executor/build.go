@@ -58,8 +58,15 @@ func (b *Builder) stdin(ctx context.Context) io.Reader {
 }
 
 // Build runs the invocation. Nothing is pushed unless the whole build
-// succeeded; every daemon it started is gone when it returns.
+// succeeded; every daemon it started is gone when it returns. No build-arg
+// value reaches a log line or the error except where Kaniko shows it.
 func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
+	secrets := newSecretFilter(inv.Options.BuildArgs)
+	defer secrets.hideIn(logrus.StandardLogger())()
+	return secrets.Error(b.build(ctx, inv, secrets))
+}
+
+func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *secretFilter) error {
 	opts := &inv.Options
 	if b.buildContext == nil {
 		if err := b.ResolveContext(ctx, inv); err != nil {
@@ -196,10 +203,12 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		OutputDir:        filepath.Join(work, "oci"),
 		ExtraTargets:     extraTargets,
 		Progress: ProgressOptions{
-			Logger: logrus.StandardLogger(),
-			Stdout: b.Stdout,
-			Stderr: b.Stderr,
-			Debug:  isDebug(opts.Verbosity),
+			Logger:  logrus.StandardLogger(),
+			Stdout:  b.Stdout,
+			Stderr:  b.Stderr,
+			Debug:   isDebug(opts.Verbosity),
+			Steps:   stepNames(dockerfile),
+			Secrets: secrets,
 		},
 	}
 	if opts.SourceDateEpoch != nil {
@@ -208,7 +217,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
-		return err
+		return explainMistake(err, contextName(opts))
 	}
 	// The image is in the work dir now: the daemon stops while it is shaped
 	// and published.
