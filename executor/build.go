@@ -158,7 +158,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		Log:      logrus.StandardLogger(),
 	}).Resolve(ctx, parsed.BaseImages())
 	if err != nil {
-		return &BuildError{Err: err, Code: 1}
+		return explainMistake(&BuildError{Err: err, Code: 1}, buildSite{context: contextName(opts), dockerfile: parsed})
 	}
 	sourcePolicy, err := SourcePolicy(pins)
 	if err != nil {
@@ -217,7 +217,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
-		return explainMistake(err, contextName(opts))
+		return explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed})
 	}
 	// The image is in the work dir now: the daemon stops while it is shaped
 	// and published.

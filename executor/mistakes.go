@@ -5,25 +5,31 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
+	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/moby/buildkit/solver/errdefs"
 )
 
-// A mistake is a user error BuildKit reports in terms of its internals
-// (cache keys, refs, LLB); explain says it the way Kaniko does, naming the
-// instruction, the file and the fix. All of them are in this one table.
+// A mistake is a user error reported in terms of BuildKit's internals
+// (cache keys, refs, LLB) or of a step the user did not ask for; explain
+// says it the way Kaniko does, naming the instruction, the file and the
+// fix, or returns "" when the report is not this mistake after all. All of
+// them are in this one table.
 type mistake struct {
 	report  *regexp.Regexp
 	explain func(match []string, at buildSite) string
 }
 
 // buildSite is what a message may name: the instruction BuildKit pointed
-// at (as written, "" when unknown) and the --context as given.
+// at (as written, "" when unknown), the --context as given, and the
+// Dockerfile.
 type buildSite struct {
 	instruction string
 	context     string
+	dockerfile  *compat.Dockerfile
 }
 
 func (s buildSite) prefix() string {
@@ -51,6 +57,17 @@ var mistakes = []mistake{
 		},
 	},
 	{
+		// COPY --from naming no stage: Kaniko then takes it for an image.
+		report: regexp.MustCompile(`retrieving base image (\S+): (.*)$`),
+		explain: func(m []string, at buildSite) string {
+			if at.dockerfile == nil || !copiesFromImage(at.dockerfile, m[1]) {
+				return ""
+			}
+			return fmt.Sprintf("COPY --from=%s: no stage is named %s, and as an image it could not be retrieved (%s): check the --from name",
+				m[1], m[1], m[2])
+		},
+	},
+	{
 		// A context file the executor's user cannot read.
 		report: regexp.MustCompile(`(?:open|lstat|stat) (\S+): permission denied`),
 		explain: func(m []string, at buildSite) string {
@@ -62,18 +79,35 @@ var mistakes = []mistake{
 
 // explainMistake returns err as the user-facing message when it is one of
 // the mistakes, else err unchanged. The exit code is Kaniko's 1.
-func explainMistake(err error, contextName string) error {
+func explainMistake(err error, at buildSite) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
+	if at.instruction == "" {
+		at.instruction = failedInstruction(err)
+	}
 	for _, m := range mistakes {
 		if match := m.report.FindStringSubmatch(msg); match != nil {
-			at := buildSite{instruction: failedInstruction(err), context: contextName}
-			return &BuildError{Err: errors.New(m.explain(match, at)), Code: 1}
+			if explained := m.explain(match, at); explained != "" {
+				return &BuildError{Err: errors.New(explained), Code: 1}
+			}
 		}
 	}
 	return err
+}
+
+// copiesFromImage reports whether ref is a COPY --from value naming no
+// stage and no FROM uses it as a base image.
+func copiesFromImage(d *compat.Dockerfile, ref string) bool {
+	copied := false
+	for _, s := range d.Stages {
+		if s.BaseStage < 0 && s.Base == ref {
+			return false
+		}
+		copied = copied || slices.Contains(s.CopyFrom, ref)
+	}
+	return copied
 }
 
 // contextName is the build context as the user gave it, without the

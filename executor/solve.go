@@ -67,6 +67,8 @@ type SolveRequest struct {
 	ExtraTargets []string
 
 	Progress ProgressOptions
+
+	unreadable *unreadableFiles // set by Solve
 }
 
 // SolveResult names the image written into the layout.
@@ -79,6 +81,9 @@ type SolveResult struct {
 // Solve runs the Dockerfile frontend and exports the image as an OCI
 // layout with Docker schema 2 media types. Build failures are *BuildError.
 func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResult, error) {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	req.unreadable = newUnreadableFiles(stop)
 	opt, err := solveOpt(req)
 	if err != nil {
 		return nil, err
@@ -99,7 +104,11 @@ func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResul
 		// Keep draining after a display error so Solve never blocks.
 		return showProgress(statusCh, req.Progress)
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	if unreadable := req.unreadable.Err(); unreadable != nil {
+		return nil, &BuildError{Err: unreadable, Code: 1}
+	}
+	if err != nil {
 		return nil, newBuildError(err)
 	}
 	res := &SolveResult{
@@ -128,6 +137,7 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 	if contextFS, err = keepOwners(contextFS, os.Getuid(), os.Getgid()); err != nil {
 		return nil, err
 	}
+	contextFS = req.unreadable.watch(contextFS)
 	auth, err := authSession(req)
 	if err != nil {
 		return nil, err
