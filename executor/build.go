@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -92,11 +93,24 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		return err
 	}
 
+	// What a killed build left on this machine goes while this one runs.
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepStaleDirs(logrus.StandardLogger(), workParent(opts), cmp.Or(stateParent(opts), os.TempDir()))
+	}()
+	defer func() { <-swept }()
+
 	work, err := os.MkdirTemp(workParent(opts), "kiln-build-")
 	if err != nil {
 		return fmt.Errorf("creating a work directory: %w", err)
 	}
 	defer os.RemoveAll(work)
+	workLock, err := lockPrivateDir(work)
+	if err != nil {
+		return fmt.Errorf("locking the work directory: %w", err)
+	}
+	defer workLock.Close()
 	dockerfile, content, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
 	if err != nil {
 		return err
@@ -136,6 +150,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		Root:               cacheDirState.RootDir(),
 		RegistryConfigTOML: registry.BuildkitdTOML(hosts),
 		Debug:              isDebug(opts.Verbosity),
+		CrashDirs:          []string{work},
 	}
 	if opts.BuildkitHost != "" {
 		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {
