@@ -22,9 +22,11 @@ $(BIN)/warmer: FORCE
 $(BIN)/kiln-runc: FORCE
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kiln-runc
 
-# BuildKit and rootlesskit are pinned by go.mod's tool directives.
-$(BIN)/buildkitd: go.mod go.sum
-	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/moby/buildkit/cmd/buildkitd
+# BuildKit and rootlesskit are pinned by go.mod's tool directives. buildkitd
+# reports its release (client.Info), as kiln asks remote daemons theirs.
+BUILDKIT_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/moby/buildkit)
+$(BIN)/buildkitd: go.mod go.sum Makefile
+	$(GO) build -trimpath -ldflags '-s -w -X github.com/moby/buildkit/version.Version=$(BUILDKIT_VERSION)' -o $@ github.com/moby/buildkit/cmd/buildkitd
 
 $(BIN)/rootlesskit: go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit

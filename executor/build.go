@@ -193,6 +193,11 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil {
 		return err
 	}
+	if opts.BuildkitHost != "" {
+		if err := checkRemoteDaemon(ctx, c, opts.BuildkitHost, remoteUse{redirected: redirects(pins)}, logrus.StandardLogger()); err != nil {
+			return err
+		}
+	}
 
 	req := SolveRequest{
 		ContextDir:     b.buildContext.Dir,
