@@ -1,6 +1,9 @@
 package compat
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestStepNamesShowInstructionsAsWritten(t *testing.T) {
 	dockerfile := `FROM busybox AS build
@@ -47,4 +50,28 @@ func TestStepNamesSingleStageHasNoLabel(t *testing.T) {
 	if want := "[2/2] run test -n $TOKEN"; !ok || got != want {
 		t.Errorf("Written = %q, %v; want %q", got, ok, want)
 	}
+}
+
+// FuzzStepNames: any Dockerfile and step name, without a panic; a name
+// mapped keeps BuildKit's "[stage n/m] " prefix and never gains a value
+// the name carried in place of a variable.
+func FuzzStepNames(f *testing.F) {
+	f.Add("FROM busybox\nARG T\nRUN echo $T\n", "[2/2] RUN echo value")
+	f.Add("FROM a AS b\nENV X=${Y:-d}\nWORKDIR /w/$X\nCOPY --from=b /a /b-${X}\n", "[b 2/3] WORKDIR /w/d")
+	f.Add("# escape=`\nFROM a\nRUN echo `$x \\\n  && true\n", "[ 2/10] RUN echo $x && true")
+	f.Add("FROM scratch\nADD <<EOF /f\nx\nEOF\n", "[1/1] ADD <<EOF /f")
+	f.Fuzz(func(t *testing.T, dockerfile, name string) {
+		steps, err := NewStepNames([]byte(dockerfile))
+		if err != nil {
+			return
+		}
+		got, ok := steps.Written(name)
+		if !ok {
+			return
+		}
+		prefix := stepPrefix.FindStringSubmatch(name)
+		if prefix == nil || !strings.HasPrefix(got, name[:len(name)-len(prefix[4])]) {
+			t.Errorf("Written(%q) = %q: BuildKit's prefix lost", name, got)
+		}
+	})
 }
