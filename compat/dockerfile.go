@@ -476,22 +476,16 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 	if len(names) == 0 {
 		return dt, false, nil
 	}
-	result, err := parser.Parse(bytes.NewReader(dt))
+	lines, froms, err := fromLines(dt)
 	if err != nil {
 		return nil, false, err
 	}
-	lines := strings.SplitAfter(string(dt), "\n")
-	stage := 0
-	for _, node := range result.AST.Children {
-		if !strings.EqualFold(node.Value, "from") {
-			continue
-		}
+	for stage, node := range froms {
 		if name, ok := names[stage]; ok {
 			line := lines[node.EndLine-1]
 			content := strings.TrimRight(line, "\r\n")
 			lines[node.EndLine-1] = content + " AS " + name + line[len(content):]
 		}
-		stage++
 	}
 	rewritten = []byte(strings.Join(lines, ""))
 	// A FROM the edit does not fit (e.g. one ending in a continuation at

@@ -3,10 +3,12 @@ package executor
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/kilnbuild/kiln/compat"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
 )
@@ -16,41 +18,18 @@ import (
 // release in go.mod. Older daemons are refused before the build.
 const OldestBuildKit = "v0.26.0"
 
-// remoteUse is what a build asks of a remote daemon beyond a plain build.
-type remoteUse struct {
-	// redirected: a base image is pulled from elsewhere than its name says
-	// (--registry-mirror, --registry-map), which the source policy enforces.
-	redirected bool
-}
-
-// daemonNeed is something a kiln feature needs from the daemon, and the
-// first BuildKit release that has it. A daemon without it would build
-// something else without a word, so the build is refused instead.
-type daemonNeed struct {
-	since   string
-	what    string // what the daemon must do
-	feature string // the kiln setting that needs it
-	applies func(remoteUse) bool
-}
-
-// daemonNeeds lists every such need in one place. Source policies exist
-// since v0.11 but are applied to the base image lookup (the image config
-// the Dockerfile frontend reads) only since v0.12; every need older than
-// OldestBuildKit is covered by the version floor.
-var daemonNeeds = []daemonNeed{
-	{
-		since:   "v0.12.0",
-		what:    "apply source policies to base image lookups",
-		feature: "--registry-mirror/--registry-map",
-		applies: func(u remoteUse) bool { return u.redirected },
-	},
-}
+// Base images a build pins elsewhere than their names say (--registry-mirror,
+// --registry-map) are pinned by a source policy, which BuildKit's Dockerfile
+// frontend up to at least v0.26 ignores when it looks the image up: it then
+// reads busybox from Docker Hub. Every remote build therefore also names
+// the pinned images in its FROM lines (pinBasesForRemote), the same build on
+// any release; a private daemon is always the go.mod release.
 
 // checkRemoteDaemon asks the daemon its version and refuses, in one line
-// naming the version and what is missing, a daemon that would silently
-// ignore part of the build. A daemon built without a version stamp is
-// taken as current (logged at debug level).
-func checkRemoteDaemon(ctx context.Context, c *client.Client, host string, use remoteUse, log logrus.FieldLogger) error {
+// naming the version and what is needed, a release kiln does not support. A
+// daemon built without a version stamp is taken as current (logged at debug
+// level).
+func checkRemoteDaemon(ctx context.Context, c *client.Client, host string, log logrus.FieldLogger) error {
 	info, err := c.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("BuildKit at %s does not report its version (%s): kiln needs BuildKit %s or newer", host, oneLine(err.Error()), OldestBuildKit)
@@ -61,20 +40,40 @@ func checkRemoteDaemon(ctx context.Context, c *client.Client, host string, use r
 		return nil
 	}
 	log.Debugf("BuildKit at %s is %s %s", host, info.BuildkitVersion.Package, version)
-	return daemonRefusal(host, version, use)
+	return daemonRefusal(host, version)
 }
 
 // daemonRefusal is why a daemon of this release cannot run the build, or nil.
-func daemonRefusal(host, version string, use remoteUse) error {
+func daemonRefusal(host, version string) error {
 	if olderThan(version, OldestBuildKit) {
 		return fmt.Errorf("BuildKit at %s is %s; kiln needs BuildKit %s or newer: upgrade the daemon or leave out --buildkit-host/BUILDKIT_HOST", host, version, OldestBuildKit)
 	}
-	for _, need := range daemonNeeds {
-		if need.applies(use) && olderThan(version, need.since) {
-			return fmt.Errorf("BuildKit at %s is %s; %s needs BuildKit %s or newer to %s", host, version, need.feature, need.since, need.what)
-		}
-	}
 	return nil
+}
+
+// pinBasesForRemote rewrites the staged Dockerfile's FROM lines to the
+// images kiln pinned when any pin redirects (see above).
+func pinBasesForRemote(staged string, buildArgs []string, pins []PinnedImage) error {
+	if !redirects(pins) {
+		return nil
+	}
+	dt, err := os.ReadFile(staged)
+	if err != nil {
+		return err
+	}
+	parsed, err := compat.ParseDockerfileBytes(staged, dt, buildArgs)
+	if err != nil {
+		return err
+	}
+	pinned := map[string]string{}
+	for _, pin := range pins {
+		pinned[pin.Image] = pin.Pinned
+	}
+	rewritten, changed, err := parsed.WithPinnedBases(dt, pinned)
+	if err != nil || !changed {
+		return err
+	}
+	return os.WriteFile(staged, rewritten, 0o600)
 }
 
 // redirects reports whether a pin takes an image from another registry

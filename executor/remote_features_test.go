@@ -6,20 +6,18 @@ import (
 )
 
 func TestDaemonRefusal(t *testing.T) {
-	redirected := remoteUse{redirected: true}
 	for _, c := range []struct {
 		version string
-		use     remoteUse
 		want    string // "" accepts
 	}{
-		{"v0.34.2", redirected, ""},
-		{OldestBuildKit, redirected, ""},
-		{"v0.26.3", remoteUse{}, ""},
-		{"v0.25.2", remoteUse{}, "is v0.25.2; kiln needs BuildKit " + OldestBuildKit + " or newer"},
-		{"v0.11.6", redirected, "is v0.11.6; kiln needs BuildKit"},
-		{"v1.0.0-rc1", redirected, ""},
+		{"v0.34.2", ""},
+		{OldestBuildKit, ""},
+		{"v0.26.3", ""},
+		{"v0.25.2", "is v0.25.2; kiln needs BuildKit " + OldestBuildKit + " or newer"},
+		{"v0.11.6", "is v0.11.6; kiln needs BuildKit"},
+		{"v1.0.0-rc1", ""},
 	} {
-		err := daemonRefusal("tcp://bk:1234", c.version, c.use)
+		err := daemonRefusal("tcp://bk:1234", c.version)
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: refused: %v", c.version, err)
