@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: all build deps test demo docs golden golden-check conformance bench image clean
+.PHONY: all build deps test demo docs golden golden-check conformance bench image clean reliability
 
 all: build
 
@@ -57,6 +57,13 @@ golden-check: deps
 # kiln against the committed goldens: root and rootless with --reproducible, root without it; writes conformance/REPORT.md (also run by make test).
 conformance: deps build
 	$(GO) test -count=1 -timeout 30m -v -run '^TestConformance$$' ./conformance/runner
+
+# The reliability cases (docs/reliability.md), verbose; they also run in make test.
+RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost
+reliability: deps build
+	$(GO) test -count=1 -timeout 30m -v -run '^($(RELIABILITY_E2E))$$' ./e2e
+	$(GO) test -count=1 -timeout 10m -v -run 'TestDaemonDiesWithKilledExecutor|Secret|Mistake|Progress|DaemonRefusal' ./executor
+	$(GO) test -count=1 -timeout 10m -run '^$$' -fuzz FuzzStepNames -fuzztime 60s ./compat
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5
