@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,8 +12,9 @@ import (
 
 // TestMain gives the whole suite one private temp dir and, once every test
 // has ended, fails the run when anything of kiln is left on the machine: a
-// process of the built binaries (or one naming the suite's dir), a mount
-// under the dir, or a file in it.
+// process naming the suite's dir (every executor run, daemon and RUN of the
+// suite lives below it; other packages' tests using the same binaries do
+// not), a mount under the dir, or a file in it.
 func TestMain(m *testing.M) {
 	suiteDir, err := os.MkdirTemp("", "kiln-suite-")
 	if err == nil {
@@ -35,22 +37,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// leftovers lists what the suite left: processes run from the repo's bin
-// dir or naming suiteDir, mounts under it, entries in it.
+// leftovers lists what the suite left: processes naming suiteDir, mounts
+// under it, entries in it.
 func leftovers(suiteDir string) []string {
 	var left []string
-	bin, _ := filepath.Abs(filepath.Join("..", "bin"))
-	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
-	for _, exe := range exes {
-		proc := filepath.Dir(exe)
-		if proc == "/proc/"+fmt.Sprint(os.Getpid()) {
-			continue
-		}
-		target, _ := os.Readlink(exe)
-		cmdline, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
-		if strings.HasPrefix(target, bin+"/") || bytes.Contains(cmdline, []byte(suiteDir+"/")) {
-			left = append(left, fmt.Sprintf("process %s: %s", filepath.Base(proc), bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
-		}
+	for _, p := range processesMentioning(suiteDir+"/", os.Getpid()) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid))
+		left = append(left, fmt.Sprintf("process %d: %s", p.pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
 	}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for line := range strings.SplitSeq(string(mountinfo), "\n") {
@@ -63,4 +56,25 @@ func leftovers(suiteDir string) []string {
 		left = append(left, "temp dir entry: "+filepath.Join(suiteDir, e.Name()))
 	}
 	return left
+}
+
+// TestLeftoversFindsWhatIsLeft: the end-of-suite check sees a process and
+// a file of the suite's dir.
+func TestLeftoversFindsWhatIsLeft(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kiln-build-1"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sh", "-c", "sleep 60; : "+dir+"/marker")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Wait()
+	defer sleeper.Process.Kill()
+	left := strings.Join(leftovers(dir), "\n")
+	for _, want := range []string{"temp dir entry: " + filepath.Join(dir, "kiln-build-1"), fmt.Sprintf("process %d: sh -c sleep 60", sleeper.Process.Pid)} {
+		if !strings.Contains(left, want) {
+			t.Errorf("leftovers missed %q:\n%s", want, left)
+		}
+	}
 }
