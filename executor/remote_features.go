@@ -14,8 +14,9 @@ import (
 )
 
 // OldestBuildKit is the oldest BuildKit release kiln supports as a remote
-// daemon (--buildkit-host); the e2e suite builds with it and with the
-// release in go.mod. Older daemons are refused before the build.
+// daemon (--buildkit-host); the e2e suite builds on this minor line's last
+// patch release (testenv.OldestBuildkitVersion) and on the go.mod release.
+// Older daemons are refused before the build.
 const OldestBuildKit = "v0.26.0"
 
 // Base images a build pins elsewhere than their names say (--registry-mirror,
