@@ -68,9 +68,14 @@ var mistakes = []mistake{
 		},
 	},
 	{
-		// A context file the executor's user cannot read.
+		// A context directory the executor's user cannot read (files are
+		// caught as they are sent, see contextread.go).
 		report: regexp.MustCompile(`(?:open|lstat|stat) (\S+): permission denied`),
 		explain: func(m []string, at buildSite) string {
+			dir := strings.TrimPrefix(at.context, "dir://")
+			if !strings.HasPrefix(m[1], strings.TrimSuffix(dir, "/")+"/") {
+				return "" // not the context's: the daemon's own, say
+			}
 			return fmt.Sprintf("%scannot read %s in the build context %s: make it readable by the executor's user or exclude it in .dockerignore",
 				at.prefix(), m[1], at.context)
 		},

@@ -28,10 +28,12 @@ func TestExplainMistake(t *testing.T) {
 			t.Errorf("explainMistake(%q) = %v, want a BuildError with %q", report, got, want)
 		}
 	}
-	// A base image (not a COPY --from) that cannot be pulled keeps its report.
-	base := errors.New("retrieving base image busybox: not found")
-	if got := explainMistake(base, at); got != base {
-		t.Errorf("explainMistake(%q) = %v, want it unchanged", base, got)
+	// A base image (not a COPY --from) that cannot be pulled, a file outside
+	// the context: their reports stay.
+	for _, report := range []string{"retrieving base image busybox: not found", "open /var/lib/buildkit/x: permission denied"} {
+		if err := errors.New(report); explainMistake(err, at) != err {
+			t.Errorf("explainMistake(%q) = %v, want it unchanged", report, explainMistake(err, at))
+		}
 	}
 }
 
