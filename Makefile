@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/kilnbuild/kiln/cli.version=$(VERSION)
 BIN := bin
 export CGO_ENABLED := 0
 
-.PHONY: all build deps workspace test demo docs golden golden-check conformance bench image clean
+.PHONY: all build deps workspace test demo docs golden golden-check conformance bench image clean reliability
 
 all: build
 
@@ -29,9 +29,11 @@ $(BIN)/warmer: FORCE
 $(BIN)/kiln-runc: FORCE
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kiln-runc
 
-# BuildKit and rootlesskit are pinned by go.mod's tool directives.
-$(BIN)/buildkitd: go.mod go.sum
-	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/moby/buildkit/cmd/buildkitd
+# BuildKit and rootlesskit are pinned by go.mod's tool directives. buildkitd
+# reports its release (client.Info), as kiln asks remote daemons theirs.
+BUILDKIT_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/moby/buildkit)
+$(BIN)/buildkitd: go.mod go.sum Makefile
+	$(GO) build -trimpath -ldflags '-s -w -X github.com/moby/buildkit/version.Version=$(BUILDKIT_VERSION)' -o $@ github.com/moby/buildkit/cmd/buildkitd
 
 $(BIN)/rootlesskit: go.mod go.sum
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/rootless-containers/rootlesskit/v2/cmd/rootlesskit
@@ -79,6 +81,13 @@ golden-check: deps workspace
 # make test runs the same minus the cases marked extended.
 conformance: deps build workspace image
 	KILN_CONFORMANCE_FULL=1 $(GO) test -count=1 -timeout 90m -v -run '^TestConformance$$' ./conformance/runner
+
+# The reliability cases (docs/reliability.md), verbose; they also run in make test.
+RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost
+reliability: deps build
+	$(GO) test -count=1 -timeout 30m -v -run '^($(RELIABILITY_E2E))$$' ./e2e
+	$(GO) test -count=1 -timeout 10m -v -run 'TestDaemonDiesWithKilledExecutor|Secret|Mistake|Progress|DaemonRefusal' ./executor
+	$(GO) test -count=1 -timeout 10m -run '^$$' -fuzz FuzzStepNames -fuzztime 60s ./compat
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5

@@ -25,8 +25,13 @@ type remoteBuildkit struct {
 
 func startRemoteBuildkit(t *testing.T, reg *testenv.Registry) *remoteBuildkit {
 	t.Helper()
+	return startRemoteBuildkitd(t, reg, testenv.Binaries(t).Buildkitd)
+}
+
+// startRemoteBuildkitd is startRemoteBuildkit with the given buildkitd.
+func startRemoteBuildkitd(t *testing.T, reg *testenv.Registry, buildkitd string) *remoteBuildkit {
+	t.Helper()
 	testenv.RequireRoot(t)
-	bins := testenv.Binaries(t)
 	dir := testenv.ReadableTempDir(t)
 	ca, err := testenv.NewCA(dir, "buildkit-ca")
 	if err != nil {
@@ -51,7 +56,7 @@ func startRemoteBuildkit(t *testing.T, reg *testenv.Registry) *remoteBuildkit {
 		t.Fatal(err)
 	}
 	addr := "tcp://" + closedPort(t)
-	cmd := exec.Command(bins.Buildkitd,
+	cmd := exec.Command(buildkitd,
 		"--addr", addr, "--root", filepath.Join(dir, "root"), "--config", config,
 		"--tlscert", server.CertFile, "--tlskey", server.KeyFile, "--tlscacert", ca.CertFile,
 		"--oci-worker-net=host", "--containerd-worker=false")

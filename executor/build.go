@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -57,8 +58,15 @@ func (b *Builder) stdin(ctx context.Context) io.Reader {
 }
 
 // Build runs the invocation. Nothing is pushed unless the whole build
-// succeeded; every daemon it started is gone when it returns.
+// succeeded; every daemon it started is gone when it returns. No build-arg
+// value reaches a log line or the error except where Kaniko shows it.
 func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
+	secrets := newSecretFilter(inv.Options.BuildArgs)
+	defer secrets.hideIn(logrus.StandardLogger())()
+	return secrets.Error(b.build(ctx, inv, secrets))
+}
+
+func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *secretFilter) error {
 	opts := &inv.Options
 	if b.buildContext == nil {
 		if err := b.ResolveContext(ctx, inv); err != nil {
@@ -95,11 +103,24 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		return err
 	}
 
+	// What a killed build left on this machine goes while this one runs.
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepStaleDirs(logrus.StandardLogger(), workParent(opts), cmp.Or(stateParent(opts), os.TempDir()))
+	}()
+	defer func() { <-swept }()
+
 	work, err := os.MkdirTemp(workParent(opts), "kiln-build-")
 	if err != nil {
 		return fmt.Errorf("creating a work directory: %w", err)
 	}
 	defer os.RemoveAll(work)
+	workLock, err := lockPrivateDir(work)
+	if err != nil {
+		return fmt.Errorf("locking the work directory: %w", err)
+	}
+	defer workLock.Close()
 	dockerfile, content, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
 	if err != nil {
 		return err
@@ -146,8 +167,9 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		Force:              opts.Force,
 		KanikoDir:          compat.KanikoDir(opts),
 		// What kiln itself reads while RUN steps borrow the root filesystem.
-		Keep:    []string{b.buildContext.Dir, work, dockerConfig},
-		Secrets: []string{filepath.Join(dockerConfig, "config.json")},
+		Keep:      []string{b.buildContext.Dir, work, dockerConfig},
+		Secrets:   []string{filepath.Join(dockerConfig, "config.json")},
+		CrashDirs: []string{work},
 	}
 	if opts.BuildkitHost != "" {
 		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {
@@ -170,7 +192,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		Log:      logrus.StandardLogger(),
 	}).Resolve(ctx, parsed.BaseImages())
 	if err != nil {
-		return &BuildError{Err: err, Code: 1}
+		return explainMistake(&BuildError{Err: err, Code: 1}, buildSite{context: contextName(opts), dockerfile: parsed})
 	}
 	sourcePolicy, err := SourcePolicy(pins)
 	if err != nil {
@@ -189,6 +211,14 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	c, err := daemon.Client(ctx)
 	if err != nil {
 		return err
+	}
+	if opts.BuildkitHost != "" {
+		if err := checkRemoteDaemon(ctx, c, opts.BuildkitHost, logrus.StandardLogger()); err != nil {
+			return err
+		}
+		if err := pinBasesForRemote(dockerfile, opts.BuildArgs, pins); err != nil {
+			return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
+		}
 	}
 
 	req := SolveRequest{
@@ -216,10 +246,12 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 		OutputDir:        filepath.Join(work, "oci"),
 		ExtraTargets:     extraTargets,
 		Progress: ProgressOptions{
-			Logger: logrus.StandardLogger(),
-			Stdout: b.Stdout,
-			Stderr: b.Stderr,
-			Debug:  isDebug(opts.Verbosity),
+			Logger:  logrus.StandardLogger(),
+			Stdout:  b.Stdout,
+			Stderr:  b.Stderr,
+			Debug:   isDebug(opts.Verbosity),
+			Steps:   stepNames(dockerfile),
+			Secrets: secrets,
 		},
 	}
 	if opts.SourceDateEpoch != nil {
@@ -229,7 +261,7 @@ func (b *Builder) Build(ctx context.Context, inv *flagmap.Invocation) error {
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
-		return err
+		return explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed})
 	}
 	// The image is in the work dir now: the daemon stops while it is shaped
 	// and published.

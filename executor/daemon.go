@@ -74,6 +74,9 @@ type DaemonConfig struct {
 	// PullOnly marks a daemon that runs no RUN step (the warmer): its OCI
 	// worker uses runc itself, so kiln-runc need not be installed.
 	PullOnly bool
+	// CrashDirs are more private dirs of the build, removed with the
+	// daemon's state should the executor be killed (see reap.go).
+	CrashDirs []string
 	// RegistryConfigTOML is buildkitd.toml text made only of tables such as
 	// [registry."host"] (http, insecure, ca, keypair, mirrors).
 	RegistryConfigTOML string

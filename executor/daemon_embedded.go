@@ -16,6 +16,13 @@ func startEmbedded(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating BuildKit state dir under %q (check the Kaniko dir is writable): %w", cfg.StateParent, err)
 	}
+	// Locked while this build lives, so a later build removes it only
+	// once this one was killed (sweepStaleDirs).
+	lock, err := lockPrivateDir(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("locking BuildKit state dir %s: %w", dir, err)
+	}
 	e, err := embedded.Start(ctx, embedded.Config{
 		StateDir:           dir,
 		Root:               cfg.Root,
@@ -30,15 +37,17 @@ func startEmbedded(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
 		},
 	})
 	if err != nil {
+		lock.Close()
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &embeddedDaemon{Engine: e, dir: dir}, nil
+	return &embeddedDaemon{Engine: e, dir: dir, lock: lock}, nil
 }
 
 type embeddedDaemon struct {
 	*embedded.Engine
-	dir string
+	dir  string
+	lock *os.File
 }
 
 // Close stops the engine (restoring the root filesystem) and removes its
@@ -48,5 +57,6 @@ func (d *embeddedDaemon) Close() error {
 	if rmErr := os.RemoveAll(d.dir); err == nil {
 		err = rmErr
 	}
+	d.lock.Close()
 	return err
 }

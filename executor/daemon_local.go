@@ -38,6 +38,7 @@ type localDaemon struct {
 	exited   chan struct{} // closed once the process has been waited for
 	logs     *daemonLog
 	client   *client.Client
+	lock     *os.File // held while the state dir is in use (see lockPrivateDir)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -71,6 +72,9 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 	}()
 	if d.dir, err = os.MkdirTemp(cfg.StateParent, "kiln-buildkit-"); err != nil {
 		return nil, fmt.Errorf("creating BuildKit state dir under %q (check the Kaniko dir or XDG_RUNTIME_DIR is writable): %w", cfg.StateParent, err)
+	}
+	if d.lock, err = lockPrivateDir(d.dir); err != nil {
+		return nil, fmt.Errorf("locking BuildKit state dir: %w", err)
 	}
 	runDir, err := d.makeRunDir()
 	if err != nil {
@@ -214,12 +218,15 @@ func daemonConfigTOML(registryTOML, runDir, ociBinary string) string {
 	return b.String()
 }
 
-// start runs argv in its own process group with extraEnv (entries may be
-// empty). The forking goroutine keeps its OS thread locked until the process
-// exits, because Pdeathsig fires when the forking thread (not the process)
-// dies.
+// start runs argv under the reaper (reap.go) in its own process group with
+// extraEnv (entries may be empty). The forking goroutine keeps its OS thread
+// locked until the process exits, because Pdeathsig fires when the forking
+// thread (not the process) dies.
 func (d *localDaemon) start(argv []string, runDir string, extraEnv ...string) error {
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd, err := d.reaperCommand(argv)
+	if err != nil {
+		return err
+	}
 	cmd.Dir = d.dir
 	// Rootless runc keeps container state in $XDG_RUNTIME_DIR/runc (else
 	// /run/runc, unwritable); keeping it private also makes cleanup complete.
@@ -239,14 +246,12 @@ func (d *localDaemon) start(argv []string, runDir string, extraEnv ...string) er
 	cmd.Stderr = d.logs
 	// Grandchildren may inherit the log pipe; do not hang Wait on them.
 	cmd.WaitDelay = 2 * time.Second
+	// SIGTERM, not SIGKILL: the reaper then kills what the build started
+	// and removes its state (the daemon runs in a private mount namespace
+	// as root, so no snapshot mount outlives it).
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if !d.rootless {
-		// A private mount namespace takes every snapshot mount with it when
-		// the daemon dies, however it dies.
-		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+		Pdeathsig: syscall.SIGTERM,
 	}
 	d.cmd = cmd
 	started := make(chan error, 1)
@@ -288,6 +293,9 @@ func (d *localDaemon) Close() error {
 			d.logs.Close()
 		}
 		d.closeErr = d.removeState()
+		if d.lock != nil {
+			d.lock.Close()
+		}
 	})
 	return d.closeErr
 }
@@ -366,22 +374,10 @@ func groupAlive(pgid int) bool {
 	return false
 }
 
-// parseProcStat returns the state and process group from /proc/<pid>/stat:
-// "pid (comm) state ppid pgrp ...", where comm may hold spaces and ')'.
+// parseProcStat returns the state and process group from /proc/<pid>/stat.
 func parseProcStat(stat []byte) (state byte, pgrp int, ok bool) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, 0, false
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 3 || len(fields[0]) != 1 {
-		return 0, 0, false
-	}
-	pgrp, err := strconv.Atoi(fields[2])
-	if err != nil {
-		return 0, 0, false
-	}
-	return fields[0][0], pgrp, true
+	state, _, pgrp, ok = procStat(stat)
+	return state, pgrp, ok
 }
 
 func (d *localDaemon) removeState() error {

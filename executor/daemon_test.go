@@ -249,8 +249,16 @@ func TestDaemonDiesWithKilledExecutor(t *testing.T) {
 		if mounts := mountsMentioning(t, stateParent); len(mounts) > 0 {
 			t.Errorf("mounts left:\n%s", strings.Join(mounts, "\n"))
 		}
-		// The killed executor could not remove its state; no build ran, so
-		// nothing in it belongs to a subordinate ID.
+		// Its reaper removes the state the executor could not.
+		for time.Now().Before(deadline) {
+			if entries, _ := os.ReadDir(stateParent); len(entries) == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if entries, _ := os.ReadDir(stateParent); len(entries) > 0 {
+			t.Errorf("the killed executor's state is left: %v", entries)
+		}
 		if err := os.RemoveAll(stateParent); err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	containerdlog "github.com/containerd/log"
+	"github.com/kilnbuild/kiln/compat"
 	"github.com/moby/buildkit/client"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 	"github.com/moby/buildkit/util/bklog"
@@ -27,6 +28,35 @@ type ProgressOptions struct {
 	Stderr io.Writer      // nil: os.Stderr
 	// Debug adds BuildKit's plain progress at debug level (--verbosity=debug).
 	Debug bool
+	// Steps names steps by their instructions as written, as Kaniko logs
+	// them; nil keeps BuildKit's names, which carry ARG and ENV values.
+	Steps *compat.StepNames
+	// Secrets hides build-arg values in the rest of what BuildKit reports.
+	Secrets *secretFilter
+}
+
+// asWritten rewrites s, before anything shows it, so that no build-arg
+// value BuildKit substituted reaches a log line: steps by their
+// instructions as written, other names, errors and warnings filtered. RUN
+// output is the user's and stays as it is, as in Kaniko.
+func (o ProgressOptions) asWritten(s *client.SolveStatus) {
+	for _, v := range s.Vertexes {
+		if written, ok := o.Steps.Written(v.Name); ok {
+			v.Name = written
+		} else {
+			v.Name = o.Secrets.Redact(v.Name)
+		}
+		v.Error = o.Secrets.Redact(v.Error)
+	}
+	for _, st := range s.Statuses {
+		st.ID, st.Name = o.Secrets.Redact(st.ID), o.Secrets.Redact(st.Name)
+	}
+	for _, w := range s.Warnings {
+		w.Short = []byte(o.Secrets.Redact(string(w.Short)))
+		for i, d := range w.Detail {
+			w.Detail[i] = []byte(o.Secrets.Redact(string(d)))
+		}
+	}
 }
 
 // showProgress consumes ch until it is closed; it always drains ch so the
@@ -44,6 +74,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 	p := &kanikoProgress{opts: opts, announced: map[digest.Digest]bool{}, cached: map[digest.Digest]bool{}}
 	if !opts.Debug {
 		for s := range ch {
+			opts.asWritten(s)
 			p.handle(s)
 		}
 		return nil
@@ -54,6 +85,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 	display, err := progressui.NewDisplay(plainOut, progressui.PlainMode)
 	if err != nil {
 		for s := range ch {
+			opts.asWritten(s)
 			p.handle(s)
 		}
 		return nil
@@ -69,6 +101,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 		plainOut.Flush()
 	}()
 	for s := range ch {
+		opts.asWritten(s)
 		p.handle(s)
 		plainCh <- s
 	}
@@ -114,7 +147,8 @@ func (p *kanikoProgress) handle(s *client.SolveStatus) {
 
 var (
 	// "[stage-1 3/5] RUN echo hi", "[2/3] COPY a /a"
-	instructionVertex = regexp.MustCompile(`^\[(?:\S+ )?\d+/\d+\] (.+)$`)
+	// "[ 2/10] WORKDIR /a": BuildKit pads the number to the count's width.
+	instructionVertex = regexp.MustCompile(`^\[(?:\S+ )?\s*\d+/\d+\] (.+)$`)
 )
 
 // kanikoLines maps a BuildKit vertex name to the lines Kaniko logs for the

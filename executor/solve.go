@@ -82,6 +82,8 @@ type SolveRequest struct {
 	ExtraTargets []string
 
 	Progress ProgressOptions
+
+	unreadable *unreadableFiles // set by Solve
 }
 
 // SolveResult names the image written into the layout.
@@ -94,6 +96,9 @@ type SolveResult struct {
 // Solve runs the Dockerfile frontend and exports the image as an OCI
 // layout with Docker schema 2 media types. Build failures are *BuildError.
 func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResult, error) {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	req.unreadable = newUnreadableFiles(stop)
 	opt, err := solveOpt(req)
 	if err != nil {
 		return nil, err
@@ -114,7 +119,11 @@ func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResul
 		// Keep draining after a display error so Solve never blocks.
 		return showProgress(statusCh, req.Progress)
 	})
-	if err := eg.Wait(); err != nil {
+	err = eg.Wait()
+	if unreadable := req.unreadable.Err(); unreadable != nil {
+		return nil, &BuildError{Err: unreadable, Code: 1}
+	}
+	if err != nil {
 		return nil, newBuildError(err)
 	}
 	res := &SolveResult{
@@ -143,6 +152,7 @@ func solveOpt(req SolveRequest) (*client.SolveOpt, error) {
 	if contextFS, err = keepOwners(contextFS, os.Getuid(), os.Getgid()); err != nil {
 		return nil, err
 	}
+	contextFS = req.unreadable.watch(contextFS)
 	auth, err := authSession(req)
 	if err != nil {
 		return nil, err

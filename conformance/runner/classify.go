@@ -6,8 +6,9 @@ import (
 	"github.com/kilnbuild/kiln/conformance/golden"
 )
 
-// kilnClasses recognise BuildKit's wording of failures; kiln's own checks
-// reuse Kaniko's wording, which golden.ClassifyKaniko already knows.
+// kilnClasses recognise BuildKit's wording of failures and kiln's
+// explanations of them (executor/mistakes.go); kiln's other checks reuse
+// Kaniko's wording, which golden.ClassifyKaniko already knows.
 var kilnClasses = []struct {
 	class string
 	re    *regexp.Regexp
@@ -15,9 +16,9 @@ var kilnClasses = []struct {
 	{golden.ClassRunFailed, regexp.MustCompile(`(?i)did not complete successfully: exit code: \d+`)},
 	{golden.ClassFetchFailed, regexp.MustCompile(`(?i)invalid response status|bad response status|\b404 Not Found\b`)},
 	{golden.ClassTargetMissing, regexp.MustCompile(`(?i)target stage "?[^ ]*"? could not be found|--target .*no stage named`)},
-	{golden.ClassBaseMissing, regexp.MustCompile(`(?i)failed to resolve source metadata|failed to resolve image|pull access denied`)},
+	{golden.ClassBaseMissing, regexp.MustCompile(`(?i)failed to resolve source metadata|failed to resolve image|pull access denied|no stage is named .*, and as an image it could not be retrieved`)},
 	{golden.ClassUserUnknown, regexp.MustCompile(`(?i)unable to find user|invalid user|no such user|no users found`)},
-	{golden.ClassSourceMissing, regexp.MustCompile(`(?i)failed to compute cache key|failed to calculate checksum|": not found`)},
+	{golden.ClassSourceMissing, regexp.MustCompile(`(?i)failed to compute cache key|failed to calculate checksum|": not found|not found in the build context`)},
 	{golden.ClassParse, regexp.MustCompile(`(?i)dockerfile parse error|unknown instruction|failed to parse|invalid containerPort|invalid proto`)},
 }
 

@@ -1,0 +1,77 @@
+package compat
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStepNamesShowInstructionsAsWritten(t *testing.T) {
+	dockerfile := `FROM busybox AS build
+ARG TOKEN
+ENV DERIVED=x-$TOKEN
+RUN echo "$TOKEN" > /a
+RUN echo hello
+RUN test "$DERIVED" = "x-$TOKEN"
+WORKDIR /src/${DERIVED}
+FROM build
+COPY --from=build /a /b-${TOKEN}
+RUN echo hello
+`
+	steps, err := NewStepNames([]byte(dockerfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		`[build 2/4] RUN echo "s3cr3t-value" > /a`:           `[build 2/4] RUN echo "$TOKEN" > /a`,
+		`[build 3/4] RUN echo hello`:                         `[build 3/4] RUN echo hello`,
+		`[build 4/4] WORKDIR /src/x-s3cr3t-value`:            `[build 4/4] WORKDIR /src/${DERIVED}`,
+		`[stage-1 1/2] COPY --from=build /a /b-s3cr3t-value`: `[stage-1 1/2] COPY --from=build /a /b-${TOKEN}`,
+		// Padded step numbers, as BuildKit prints them for ten steps or more.
+		`[stage-1  2/12] RUN echo hello`: `[stage-1  2/12] RUN echo hello`,
+	} {
+		got, ok := steps.Written(name)
+		if !ok || got != want {
+			t.Errorf("Written(%q) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	for _, internal := range []string{"[internal] load build context", "[build 1/4] FROM docker.io/library/busybox:latest", "[build 2/4] ONBUILD RUN make"} {
+		if got, ok := steps.Written(internal); ok {
+			t.Errorf("Written(%q) = %q: not a step of the Dockerfile", internal, got)
+		}
+	}
+}
+
+func TestStepNamesSingleStageHasNoLabel(t *testing.T) {
+	steps, err := NewStepNames([]byte("from busybox\narg TOKEN\nrun test -n $TOKEN\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := steps.Written("[2/2] RUN test -n abcdef")
+	if want := "[2/2] run test -n $TOKEN"; !ok || got != want {
+		t.Errorf("Written = %q, %v; want %q", got, ok, want)
+	}
+}
+
+// FuzzStepNames: any Dockerfile and step name, without a panic; a name
+// mapped keeps BuildKit's "[stage n/m] " prefix and never gains a value
+// the name carried in place of a variable.
+func FuzzStepNames(f *testing.F) {
+	f.Add("FROM busybox\nARG T\nRUN echo $T\n", "[2/2] RUN echo value")
+	f.Add("FROM a AS b\nENV X=${Y:-d}\nWORKDIR /w/$X\nCOPY --from=b /a /b-${X}\n", "[b 2/3] WORKDIR /w/d")
+	f.Add("# escape=`\nFROM a\nRUN echo `$x \\\n  && true\n", "[ 2/10] RUN echo $x && true")
+	f.Add("FROM scratch\nADD <<EOF /f\nx\nEOF\n", "[1/1] ADD <<EOF /f")
+	f.Fuzz(func(t *testing.T, dockerfile, name string) {
+		steps, err := NewStepNames([]byte(dockerfile))
+		if err != nil {
+			return
+		}
+		got, ok := steps.Written(name)
+		if !ok {
+			return
+		}
+		prefix := stepPrefix.FindStringSubmatch(name)
+		if prefix == nil || !strings.HasPrefix(got, name[:len(name)-len(prefix[4])]) {
+			t.Errorf("Written(%q) = %q: BuildKit's prefix lost", name, got)
+		}
+	})
+}

@@ -1,0 +1,44 @@
+package executor
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/flagmap"
+)
+
+func TestExplainMistake(t *testing.T) {
+	dockerfile, err := compat.ParseDockerfileBytes("Dockerfile", []byte("FROM busybox\nCOPY --from=biuld /a /a\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := buildSite{context: "/workspace/", dockerfile: dockerfile}
+	cases := map[string]string{
+		// As BuildKit v0.34 words a COPY of a missing file.
+		`failed to solve: failed to compute cache key: failed to calculate checksum of ref ttoru1::cqwj2: "/missing.txt": not found`: "missing.txt not found in the build context /workspace/",
+		`retrieving base image biuld: GET https://index.docker.io/v2/library/biuld/manifests/latest: UNAUTHORIZED`:                   "COPY --from=biuld: no stage is named biuld",
+		`lstat /workspace/private: permission denied`: "cannot read /workspace/private in the build context /workspace/",
+	}
+	for report, want := range cases {
+		got := explainMistake(&BuildError{Err: errors.New(report), Code: 1}, at)
+		var be *BuildError
+		if !errors.As(got, &be) || be.Code != 1 || !strings.Contains(got.Error(), want) {
+			t.Errorf("explainMistake(%q) = %v, want a BuildError with %q", report, got, want)
+		}
+	}
+	// A base image (not a COPY --from) that cannot be pulled, a file outside
+	// the context: their reports stay.
+	for _, report := range []string{"retrieving base image busybox: not found", "open /var/lib/buildkit/x: permission denied"} {
+		if err := errors.New(report); explainMistake(err, at) != err {
+			t.Errorf("explainMistake(%q) = %v, want it unchanged", report, explainMistake(err, at))
+		}
+	}
+}
+
+func TestContextNameHidesCredentials(t *testing.T) {
+	if got := contextName(&flagmap.Options{Context: "git://oauth2:tok-123@git.example.com/app.git#main"}); strings.Contains(got, "tok-123") || !strings.Contains(got, "git.example.com/app.git") {
+		t.Errorf("contextName = %q", got)
+	}
+}
