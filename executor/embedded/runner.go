@@ -115,6 +115,9 @@ func (r *rootRunner) exec(ctx context.Context, snapshotDir string, meta bkexecut
 			return err
 		}
 		gid, groups = creds.GID, creds.Groups
+	} else if !slices.Contains(groups, gid) {
+		// As runc gives root: its group first, then its memberships.
+		groups = append([]uint32{gid}, groups...)
 	}
 	cwd := meta.Cwd
 	if cwd == "" {
