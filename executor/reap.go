@@ -41,6 +41,7 @@ type reaperConfig struct {
 	rootless      bool     // the state holds subordinate-ID files
 	privateMounts bool     // run the daemon in its own mount namespace
 	removeOnCrash []string // more private dirs of the build
+	executorPID   int      // the executor that started the reaper
 }
 
 func (c reaperConfig) args(daemonArgv []string) []string {
@@ -50,6 +51,7 @@ func (c reaperConfig) args(daemonArgv []string) []string {
 		"--bin-dir=" + c.binDir,
 		"--rootless=" + strconv.FormatBool(c.rootless),
 		"--private-mounts=" + strconv.FormatBool(c.privateMounts),
+		"--executor-pid=" + strconv.Itoa(c.executorPID),
 	}
 	for _, dir := range c.removeOnCrash {
 		args = append(args, "--remove-on-crash="+dir)
@@ -65,6 +67,7 @@ func parseReaperArgs(args []string) (reaperConfig, []string, error) {
 	fs.StringVar(&c.binDir, "bin-dir", "", "")
 	fs.BoolVar(&c.rootless, "rootless", false, "")
 	fs.BoolVar(&c.privateMounts, "private-mounts", false, "")
+	fs.IntVar(&c.executorPID, "executor-pid", 0, "")
 	fs.Func("remove-on-crash", "", func(dir string) error {
 		c.removeOnCrash = append(c.removeOnCrash, dir)
 		return nil
@@ -96,14 +99,16 @@ func runReaper(args []string) int {
 	for fd := 3; fd < 16; fd++ {
 		syscall.CloseOnExec(fd)
 	}
-	executor := os.Getppid()
+	// Told, not guessed from the parent: the executor is PID 1 when it is
+	// a container's entrypoint, and a dead executor's child has parent 1.
+	executor := cfg.executorPID
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPIPE)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: becoming a subreaper: %v\n", reaperName, err)
 		return 1
 	}
-	if os.Getppid() != executor || executor == 1 {
+	if os.Getppid() != executor {
 		cfg.cleanUp()
 		return 1
 	}
@@ -244,6 +249,7 @@ func (d *localDaemon) reaperCommand(argv []string) (*exec.Cmd, error) {
 		rootless:      d.rootless,
 		privateMounts: !d.rootless,
 		removeOnCrash: d.cfg.CrashDirs,
+		executorPID:   os.Getpid(),
 	}
 	if d.rootless {
 		rootlesskit, err := findBinary(d.cfg.BinDir, "rootlesskit")
