@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kilnbuild/kiln/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -407,11 +408,11 @@ func (p Probe) checkProcMasks() Finding {
 	var masked []string
 	for _, m := range mounts {
 		for _, mp := range maskedPaths {
-			if m.point == mp {
+			if m.Point == mp {
 				masked = append(masked, mp)
 			}
 		}
-		if m.point == "/proc/sys" && m.readOnly {
+		if m.Point == "/proc/sys" && m.ReadOnly {
 			masked = append(masked, "/proc/sys (read-only)")
 		}
 	}
@@ -424,36 +425,14 @@ func (p Probe) checkProcMasks() Finding {
 	return f
 }
 
-type mount struct {
-	point    string
-	fsType   string
-	readOnly bool
-}
-
 // mounts parses /proc/self/mountinfo.
-func (p Probe) mounts() ([]mount, error) {
-	b, err := os.ReadFile(p.path("proc/self/mountinfo"))
+func (p Probe) mounts() ([]mountinfo.Mount, error) {
+	f, err := os.Open(p.path("proc/self/mountinfo"))
 	if err != nil {
 		return nil, err
 	}
-	var out []mount
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		fields, postFields := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 6 || len(postFields) < 1 {
-			continue
-		}
-		out = append(out, mount{
-			point:    unescapeMountPath(fields[4]),
-			fsType:   postFields[0],
-			readOnly: strings.HasPrefix(fields[5], "ro"),
-		})
-	}
-	return out, nil
-}
-
-func unescapeMountPath(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+	defer f.Close()
+	return mountinfo.Parse(f)
 }
 
 func (p Probe) checkStateDir() Finding {
@@ -483,8 +462,8 @@ func (p Probe) checkStateDir() Finding {
 	if mounts, err := p.mounts(); err == nil {
 		best := -1
 		for _, m := range mounts {
-			if (dir == m.point || strings.HasPrefix(dir, strings.TrimSuffix(m.point, "/")+"/")) && len(m.point) > best {
-				best, fsType = len(m.point), m.fsType
+			if (dir == m.Point || strings.HasPrefix(dir, strings.TrimSuffix(m.Point, "/")+"/")) && len(m.Point) > best {
+				best, fsType = len(m.Point), m.FSType
 			}
 		}
 	}

@@ -78,16 +78,9 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 // below writes through it; Kaniko's layer has the file written, BuildKit's
 // also the link, unchanged.
 func writtenThroughLink(c *layerContent, lower tree, cmd instructions.Command) {
-	var dest string
-	switch cmd := cmd.(type) {
-	case *instructions.CopyCommand:
-		dest = cmd.DestPath
-	case *instructions.AddCommand:
-		dest = cmd.DestPath
-	default:
-		return
-	}
-	if !path.IsAbs(dest) {
+	fc, ok := fileCopyOf(cmd)
+	dest := fc.sd.DestPath
+	if !ok || !path.IsAbs(dest) {
 		return
 	}
 	p := cleanPath(dest)
@@ -103,14 +96,8 @@ func writtenThroughLink(c *layerContent, lower tree, cmd instructions.Command) {
 // chownUserExists fails where Kaniko fails a COPY/ADD --chown naming a user
 // the image's /etc/passwd does not have; BuildKit builds.
 func (w *layerWriter) chownUserExists(lower tree, cmd instructions.Command) error {
-	var chown string
-	switch cmd := cmd.(type) {
-	case *instructions.CopyCommand:
-		chown = cmd.Chown
-	case *instructions.AddCommand:
-		chown = cmd.Chown
-	}
-	name, _, _ := strings.Cut(chown, ":")
+	fc, _ := fileCopyOf(cmd)
+	name, _, _ := strings.Cut(fc.chown, ":")
 	if name == "" || strings.Contains(name, "$") {
 		return nil
 	}
@@ -128,7 +115,7 @@ func (w *layerWriter) chownUserExists(lower tree, cmd instructions.Command) erro
 			return nil
 		}
 	}
-	return fmt.Errorf("%s --chown=%s: getting user group from chown: user %s is not a uid and does not exist on the system; use a uid or a user of the image's /etc/passwd", strings.ToUpper(cmd.Name()), chown, name)
+	return fmt.Errorf("%s --chown=%s: getting user group from chown: user %s is not a uid and does not exist on the system; use a uid or a user of the image's /etc/passwd", strings.ToUpper(cmd.Name()), fc.chown, name)
 }
 
 // MultipleSourcesError is Kaniko's error for a COPY/ADD of several sources
@@ -139,15 +126,11 @@ const MultipleSourcesError = "when specifying multiple sources in a COPY command
 // literal sources whose absolute destination neither ends in "/" nor is a
 // directory already; BuildKit creates the directory.
 func multipleSourcesNeedDir(lower tree, cmd instructions.Command) error {
-	var sd instructions.SourcesAndDest
-	switch cmd := cmd.(type) {
-	case *instructions.CopyCommand:
-		sd = cmd.SourcesAndDest
-	case *instructions.AddCommand:
-		sd = cmd.SourcesAndDest
-	default:
+	fc, ok := fileCopyOf(cmd)
+	if !ok {
 		return nil
 	}
+	sd := fc.sd
 	if len(sd.SourcePaths) < 2 || strings.HasSuffix(sd.DestPath, "/") || !path.IsAbs(sd.DestPath) {
 		return nil
 	}
@@ -384,16 +367,11 @@ func (w *layerWriter) keepSetidBits(c *layerContent, cp contextCopy) error {
 // leaves out (a repeated COPY even has an empty layer). Directory sources
 // are left as BuildKit's diff has them: their files are not listed here.
 func (w *layerWriter) addUnchangedCopies(c *layerContent, cmd instructions.Command, lowerTree func() (tree, error)) error {
-	var sd instructions.SourcesAndDest
-	fromStage := false
-	switch cmd := cmd.(type) {
-	case *instructions.CopyCommand:
-		sd, fromStage = cmd.SourcesAndDest, cmd.From != ""
-	case *instructions.AddCommand:
-		sd = cmd.SourcesAndDest
-	default:
+	fc, ok := fileCopyOf(cmd)
+	if !ok {
 		return nil
 	}
+	sd, fromStage := fc.sd, fc.from != ""
 	if w.contextSource == nil && !fromStage {
 		return nil
 	}
@@ -651,4 +629,22 @@ func (f fixes) apply(p string, h *tar.Header) {
 		return
 	}
 	h.Uid, h.Gid, h.Mode = fix[1].uid, fix[1].gid, (h.Mode&^0o7777)|fix[1].mode
+}
+
+// fileCopy is what COPY and ADD have in common.
+type fileCopy struct {
+	sd    instructions.SourcesAndDest
+	chown string
+	from  string // COPY --from; ADD has none
+}
+
+// fileCopyOf reads a COPY or ADD; ok is false for other instructions.
+func fileCopyOf(cmd instructions.Command) (fc fileCopy, ok bool) {
+	switch cmd := cmd.(type) {
+	case *instructions.CopyCommand:
+		return fileCopy{sd: cmd.SourcesAndDest, chown: cmd.Chown, from: cmd.From}, true
+	case *instructions.AddCommand:
+		return fileCopy{sd: cmd.SourcesAndDest, chown: cmd.Chown}, true
+	}
+	return fileCopy{}, false
 }

@@ -1,12 +1,12 @@
 package embedded
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kilnbuild/kiln/internal/mountinfo"
 )
 
 // skipList holds the paths of the container's root that are the
@@ -114,40 +114,14 @@ func kanikoSkipList(kanikoDir string, mountinfo io.Reader, own ...string) (*skip
 
 // mountPoints lists the mount points of a /proc/self/mountinfo, but "/".
 func mountPoints(r io.Reader) ([]string, error) {
+	mounts, err := mountinfo.Parse(r)
 	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			return nil, fmt.Errorf("mountinfo: malformed line %q", sc.Text())
-		}
-		point := unescapeMountPath(fields[4])
-		if point != "/" {
-			out = append(out, point)
+	for _, m := range mounts {
+		if m.Point != "/" {
+			out = append(out, m.Point)
 		}
 	}
-	return out, sc.Err()
-}
-
-// unescapeMountPath decodes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, err
 }
 
 // under is the part of the list inside dir, relative to dir: the skip list
