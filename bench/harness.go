@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -27,8 +28,57 @@ import (
 // Registry is a loopback registry keeping blobs on disk: the 512 MiB
 // scenario pushes gigabytes over a full run.
 type Registry struct {
-	Host   string
-	server *http.Server
+	Host    string
+	server  *http.Server
+	traffic *trafficCounter
+}
+
+// Traffic is what builds moved through the registry: a figure this
+// machine's noise does not change.
+type Traffic struct {
+	// Pulled counts response bytes (manifests, blobs, cache), Pushed
+	// request bytes (uploads, manifest PUTs).
+	Pulled, Pushed int64
+}
+
+// trafficCounter counts the registry's bytes; builds run one at a time, so
+// the difference around a build is that build's.
+type trafficCounter struct {
+	next           http.Handler
+	pulled, pushed atomic.Int64
+}
+
+func (c *trafficCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &c.pushed}
+	}
+	c.next.ServeHTTP(&countingWriter{ResponseWriter: w, n: &c.pulled}, r)
+}
+
+func (c *trafficCounter) now() Traffic {
+	return Traffic{Pulled: c.pulled.Load(), Pushed: c.pushed.Load()}
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
+	return n, err
 }
 
 func startRegistry(blobDir string) (*Registry, error) {
@@ -45,7 +95,9 @@ func startRegistry(blobDir string) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{Host: ln.Addr().String(), server: &http.Server{Handler: handler, ReadHeaderTimeout: time.Minute}}
+	traffic := &trafficCounter{next: handler}
+	r := &Registry{Host: ln.Addr().String(), traffic: traffic,
+		server: &http.Server{Handler: traffic, ReadHeaderTimeout: time.Minute}}
 	go r.server.Serve(ln)
 	return r, nil
 }

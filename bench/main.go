@@ -363,7 +363,10 @@ func (b *bench) buildTo(ctx context.Context, s *Scenario, t *Tool, rev int, phas
 	if t.ExtraCPU != nil {
 		extraBefore, _ = t.ExtraCPU()
 	}
+	trafficBefore := b.reg.traffic.now()
 	sample, err := cg.measure(t.Start(ctx, build))
+	trafficAfter := b.reg.traffic.now()
+	sample.Traffic = Traffic{Pulled: trafficAfter.Pulled - trafficBefore.Pulled, Pushed: trafficAfter.Pushed - trafficBefore.Pushed}
 	if t.ExtraCPU != nil {
 		if after, cerr := t.ExtraCPU(); cerr == nil {
 			sample.CPU += after - extraBefore
@@ -374,8 +377,9 @@ func (b *bench) buildTo(ctx context.Context, s *Scenario, t *Tool, rev int, phas
 	err = errors.Join(err, cg.remove())
 	t.After(build, s.Kind == Cold)
 	if err == nil {
-		log.Printf("%-13s %-8s %2d  wall %6.2fs  cpu %6.2fs  mem %s  rss %s  load %.1f", t.Name, phase, rev,
-			sample.Wall.Seconds(), sample.CPU.Seconds(), mib(sample.PeakMem), mib(sample.PeakRSS), sample.Load1)
+		log.Printf("%-13s %-8s %2d  wall %6.2fs  cpu %6.2fs  mem %s  rss %s  pulled %s  pushed %s  load %.1f", t.Name, phase, rev,
+			sample.Wall.Seconds(), sample.CPU.Seconds(), mib(sample.PeakMem), mib(sample.PeakRSS),
+			mib(sample.Traffic.Pulled), mib(sample.Traffic.Pushed), sample.Load1)
 	}
 	return sample, err
 }

@@ -33,6 +33,8 @@ type Sample struct {
 	// MemKnown is false when the tool's work happens outside the tree
 	// (a shared daemon) so memory cannot be attributed to the run.
 	MemKnown bool
+	// Traffic is what the build pulled from and pushed to the registry.
+	Traffic Traffic
 	// Load1 is the machine's 1-minute load average when the run ended:
 	// other work on a shared machine shows here.
 	Load1 float64

@@ -94,6 +94,16 @@ RUN dd if=/dev/urandom of=/blob bs=1M count=512 2>/dev/null
 		Dockerfile: cacheProbeDockerfile,
 	},
 	{
+		Name: "warm-repo-large", Title: "Debian + apt-get install, last COPY changed, cache only in --cache-repo", Kind: WarmRepo,
+		Bases: []string{baseDebian},
+		Dockerfile: `ARG REGISTRY
+FROM ${REGISTRY}/library/debian:bookworm
+RUN apt-get update && apt-get install -y --no-install-recommends jq make patch && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY app.txt /src/app.txt
+`,
+	},
+	{
 		Name: "warm-dir", Title: "one-line change, --cache-dir persisted", Kind: WarmDir, Bases: []string{baseBusybox},
 		Dockerfile: cacheProbeDockerfile,
 	},
