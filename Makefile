@@ -17,13 +17,18 @@ GCR_HELPER := github.com/GoogleCloudPlatform/docker-credential-gcr/v2@v2.2.1
 ACR_ENV_HELPER := github.com/chrismellard/docker-credential-acr-env@v0.0.0-20230304212654-82a0ddb27589
 HELPERS := $(BIN)/docker-credential-ecr-login $(BIN)/docker-credential-gcr $(BIN)/docker-credential-acr-env
 
-build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/buildkitd $(BIN)/rootlesskit $(HELPERS)
+build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/kiln-sbom $(BIN)/buildkitd $(BIN)/rootlesskit $(HELPERS)
 
 $(BIN)/executor: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
 
 $(BIN)/warmer: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/warmer
+
+# The SBOM scanner the executor runs for --attestation/--attest sbom (syft);
+# apart, so that every other build neither loads nor initialises it.
+$(BIN)/kiln-sbom: FORCE
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kiln-sbom
 
 # The OCI runtime wrapper buildkitd runs each RUN through (executor/ociruntime).
 $(BIN)/kiln-runc: FORCE

@@ -3,75 +3,56 @@ package executor
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/anchore/stereoscope/pkg/file"
-	"github.com/anchore/stereoscope/pkg/image"
-	"github.com/anchore/syft/syft"
-	"github.com/anchore/syft/syft/format/spdxjson"
-	"github.com/anchore/syft/syft/source/stereoscopesource"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	// syft reads newer RPM databases through database/sql's "sqlite".
-	_ "modernc.org/sqlite"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
 // spdxPredicateType is the predicate type of SPDX documents in in-toto
 // statements (BuildKit's and cosign's).
 const spdxPredicateType = "https://spdx.dev/Document"
 
-// spdxSBOM catalogs the packages of img in-process with syft (no scanner
-// image) and returns an SPDX 2.3 JSON document. created is the document's
+// sbomProgram catalogs images (cmd/kiln-sbom); it is installed next to the
+// executor, as BuildKit keeps its SBOM scanner apart from the builder.
+const sbomProgram = "kiln-sbom"
+
+// spdxSBOM returns the SPDX 2.3 JSON document of img's packages, made by
+// kiln-sbom from a copy of img in workDir. created is the document's
 // creation time; with it the document depends only on the image.
 func spdxSBOM(ctx context.Context, img v1.Image, name, workDir string, created time.Time) ([]byte, error) {
-	tmp := file.NewTempDirGenerator("kiln-sbom")
-	defer tmp.Cleanup()
-	cacheDir, err := os.MkdirTemp(workDir, "sbom-")
+	program, err := findBinary("", sbomProgram)
+	if err != nil {
+		return nil, fmt.Errorf("SBOM (--attestation/--attest): %w", err)
+	}
+	dir, err := os.MkdirTemp(workDir, "sbom-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(cacheDir)
-	stereo := image.New(img, tmp, cacheDir)
-	if err := stereo.Read(ctx); err != nil {
-		return nil, fmt.Errorf("SBOM: reading the image: %w", err)
-	}
-	defer stereo.Cleanup()
-	src := stereoscopesource.New(stereo, stereoscopesource.ImageConfig{Reference: name})
-	cfg := syft.DefaultCreateSBOMConfig().WithParallelism(2)
-	s, err := syft.CreateSBOM(ctx, src, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("SBOM: cataloging the image: %w", err)
-	}
-	encoderCfg := spdxjson.DefaultEncoderConfig()
-	encoderCfg.Version = "2.3"
-	enc, err := spdxjson.NewFormatEncoderWithConfig(encoderCfg)
+	defer os.RemoveAll(dir)
+	lp, err := layout.Write(filepath.Join(dir, "image"), empty.Index)
 	if err != nil {
 		return nil, err
 	}
-	var doc bytes.Buffer
-	if err := enc.Encode(&doc, *s); err != nil {
-		return nil, fmt.Errorf("SBOM: writing SPDX: %w", err)
+	if err := lp.AppendImage(img); err != nil {
+		return nil, fmt.Errorf("SBOM: handing the image to %s: %w", sbomProgram, err)
 	}
 	digest, err := img.Digest()
 	if err != nil {
 		return nil, err
 	}
-	return pinSPDXDocument(doc.Bytes(), created, "https://spdx.org/spdxdocs/kiln/"+digest.Hex)
-}
-
-// pinSPDXDocument replaces the two fields syft fills from the clock and a
-// random UUID, so that the same image always gives the same bytes. The
-// document is re-encoded with sorted keys.
-func pinSPDXDocument(doc []byte, created time.Time, namespace string) ([]byte, error) {
-	var m map[string]any
-	if err := json.Unmarshal(doc, &m); err != nil {
-		return nil, fmt.Errorf("SBOM: %w", err)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, program, "-layout", string(lp), "-digest", digest.String(), "-name", name,
+		"-created", created.UTC().Format(time.RFC3339), "-work-dir", dir)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("SBOM: %s failed: %v: %s", sbomProgram, err, oneLine(strings.TrimPrefix(stderr.String(), sbomProgram+": ")))
 	}
-	if info, ok := m["creationInfo"].(map[string]any); ok {
-		info["created"] = created.UTC().Format(time.RFC3339)
-	}
-	m["documentNamespace"] = namespace
-	return json.Marshal(m)
+	return stdout.Bytes(), nil
 }
