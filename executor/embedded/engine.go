@@ -157,7 +157,8 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	hosts := resolver.NewRegistryConfig(daemonCfg.Registries)
 
-	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner)
+	durable := cfg.Root != "" // the --cache-dir state outlives the build
+	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner, durable)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +187,8 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	historyDB, err := boltutil.Open(filepath.Join(root, "history.db"), 0o600, &bolt.Options{
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
+		NoSync:         !durable,
+		NoGrowSync:     !durable,
 	})
 	if err != nil {
 		return nil, err
