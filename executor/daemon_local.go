@@ -98,7 +98,7 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 	ready := listenReady(filepath.Join(runDir, "notify.sock"))
 	defer ready.Close()
 	cfg.Logger.Debugf("starting BuildKit: %s", strings.Join(argv, " "))
-	if err := d.start(argv, runDir, ready.Env(), runtimeEnv); err != nil {
+	if err := d.start(argv, runDir, ready.Env(), runtimeEnv, throwAwayStateEnv(cfg)); err != nil {
 		return nil, err
 	}
 
@@ -113,6 +113,16 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 		return nil, d.startError(err)
 	}
 	return d, nil
+}
+
+// throwAwayStateEnv tells a buildkitd with a private root, deleted after
+// this build, to skip its databases' fsyncs (kiln's BuildKit patch); the
+// --cache-dir root outlives the build and stays durable.
+func throwAwayStateEnv(cfg DaemonConfig) string {
+	if cfg.Root != "" {
+		return ""
+	}
+	return "KILN_THROWAWAY_STATE=1"
 }
 
 // rootlessSetupFailure matches rootlesskit failing to create the user

@@ -157,8 +157,11 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	hosts := resolver.NewRegistryConfig(daemonCfg.Registries)
 
-	durable := cfg.Root != "" // the --cache-dir state outlives the build
-	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner, durable)
+	// A private root is deleted after this build, a crash leaves it to be
+	// deleted: its databases skip fsync (kiln's BuildKit patch). The
+	// --cache-dir state outlives the build and stays durable.
+	boltutil.SetThrowAwayState(cfg.Root == "")
+	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +190,6 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	historyDB, err := boltutil.Open(filepath.Join(root, "history.db"), 0o600, &bolt.Options{
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
-		NoSync:         !durable,
-		NoGrowSync:     !durable,
 	})
 	if err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	ctdmetadata "github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -58,31 +57,6 @@ func (s pathOnlySnapshotter) View(ctx context.Context, key, parent string, opts 
 	return markPathOnly(s.Snapshotter.View(ctx, key, parent, opts...))
 }
 
-// nativeSnapshotterOptions guards bolt.DefaultOptions, which the native
-// snapshotter copies for its metadata database and offers no other way to
-// set.
-var nativeSnapshotterOptions sync.Mutex
-
-func newNativeSnapshotter(dir string, durable bool) (ctdsnapshot.Snapshotter, error) {
-	nativeSnapshotterOptions.Lock()
-	defer nativeSnapshotterOptions.Unlock()
-	saved := *bolt.DefaultOptions
-	bolt.DefaultOptions.NoSync, bolt.DefaultOptions.NoGrowSync = !durable, !durable
-	defer func() { *bolt.DefaultOptions = saved }()
-	return native.NewSnapshotter(dir)
-}
-
-// skipSync turns fsync off for a database BuildKit opened, through the one
-// handle it exposes; done before the engine runs, so nothing else uses it.
-func skipSync(t interface {
-	View(func(*bolt.Tx) error) error
-}) error {
-	return t.View(func(tx *bolt.Tx) error {
-		tx.DB().NoSync, tx.DB().NoGrowSync = true, true
-		return nil
-	})
-}
-
 // errUnpatchedBuildKit explains a binary built without kiln's BuildKit patch.
 var errUnpatchedBuildKit = errors.New("this kiln binary was built without kiln's BuildKit patch, so BuildKit would mount read-only snapshots; build it with `make build` (hack/buildkit-workspace.sh)")
 
@@ -107,15 +81,13 @@ func checkPathOnlyBinds(tmp string) error {
 
 // newWorkerOpt assembles a BuildKit worker whose every step works on plain
 // directories: the native snapshotter, a path-based layer applier and
-// differ, and exec as the RUN executor. A throw-away root (durable false)
-// skips the databases' fsyncs: nothing reads it after this build, and a
-// crash leaves it to be deleted.
-func newWorkerOpt(root string, exec bkexecutor.Executor, durable bool) (base.WorkerOpt, error) {
+// differ, and exec as the RUN executor.
+func newWorkerOpt(root string, exec bkexecutor.Executor) (base.WorkerOpt, error) {
 	var opt base.WorkerOpt
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, err
 	}
-	sn, err := newNativeSnapshotter(filepath.Join(root, "snapshots"), durable)
+	sn, err := native.NewSnapshotter(filepath.Join(root, "snapshots"))
 	if err != nil {
 		return opt, fmt.Errorf("native snapshotter: %w", err)
 	}
@@ -126,8 +98,6 @@ func newWorkerOpt(root string, exec bkexecutor.Executor, durable bool) (base.Wor
 	db, err := boltutil.Open(filepath.Join(root, "containerdmeta.db"), 0o644, &bolt.Options{
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
-		NoSync:         !durable,
-		NoGrowSync:     !durable,
 	})
 	if err != nil {
 		return opt, err
@@ -144,11 +114,6 @@ func newWorkerOpt(root string, exec bkexecutor.Executor, durable bool) (base.Wor
 	md, err := metadata.NewStore(filepath.Join(root, "metadata_v2.db"))
 	if err != nil {
 		return opt, err
-	}
-	if !durable {
-		if err := skipSync(md.DB()); err != nil {
-			return opt, err
-		}
 	}
 	hostname, err := os.Hostname()
 	if err != nil {
