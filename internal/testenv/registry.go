@@ -17,6 +17,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -490,14 +491,12 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	r.requests = append(r.requests, entry)
 	r.mu.Unlock()
-	injected := false
 	defer func() {
 		r.mu.Lock()
-		entry.Status, entry.Injected = recorder.status, injected
+		entry.Status = recorder.status
 		r.mu.Unlock()
 	}()
-	if fault, ok := r.takeFault(req); ok {
-		injected = true
+	if fault, ok := r.takeFault(req, entry); ok {
 		r.inject(fault, recorder, w, req)
 		return
 	}
@@ -518,10 +517,33 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		writeRegistryError(recorder, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}
+	r.completeRange(req)
 	r.store.ServeHTTP(recorder, req)
 }
 
-func (r *Registry) takeFault(req *http.Request) (Fault, bool) {
+// openRange is an open-ended byte range, "bytes=N-": how containerd resumes
+// a blob download after a broken connection.
+var openRange = regexp.MustCompile(`^bytes=(\d+)-$`)
+
+// completeRange turns an open-ended Range into the closed form the store
+// understands (it answers 416 otherwise, where registries such as
+// distribution serve the rest of the blob).
+func (r *Registry) completeRange(req *http.Request) {
+	m := openRange.FindStringSubmatch(req.Header.Get("Range"))
+	if req.Method != http.MethodGet || m == nil {
+		return
+	}
+	head := httptest.NewRecorder()
+	r.store.ServeHTTP(head, httptest.NewRequest(http.MethodHead, req.URL.Path, nil))
+	size, err := strconv.ParseInt(head.Header().Get("Content-Length"), 10, 64)
+	if head.Code != http.StatusOK || err != nil || size == 0 {
+		return
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%s-%d", m[1], size-1))
+}
+
+// takeFault finds the fault req meets and marks entry injected.
+func (r *Registry) takeFault(req *http.Request, entry *Request) (Fault, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, f := range r.faults {
@@ -530,6 +552,7 @@ func (r *Registry) takeFault(req *http.Request) (Fault, bool) {
 			continue
 		}
 		f.remaining--
+		entry.Injected = true
 		return f.Fault, true
 	}
 	return Fault{}, false
@@ -546,6 +569,7 @@ func (r *Registry) inject(f Fault, recorder *statusRecorder, w http.ResponseWrit
 		io.CopyN(io.Discard, req.Body, resetAfter)
 		var partial bytes.Buffer
 		if req.Method == http.MethodGet {
+			r.completeRange(req)
 			answer := httptest.NewRecorder()
 			r.store.ServeHTTP(answer, req)
 			resp := answer.Result()

@@ -379,3 +379,35 @@ func TestManifestFindsAPartialImage(t *testing.T) {
 		t.Fatalf("a tag missing a layer blob: tagged %v, err %v; want an error", tagged, err)
 	}
 }
+
+// TestOpenEndedRangeServesTheRest: "Range: bytes=N-", how a download is
+// resumed after a reset, gets the blob's remaining bytes.
+func TestOpenEndedRangeServesTheRest(t *testing.T) {
+	reg := StartRegistry(t)
+	img := randomImage(t)
+	PushBase(t, reg, "range/app:v1", img)
+	config, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+reg.Host+"/v2/range/app/blobs/"+mustConfigName(t, img), nil)
+	req.Header.Set("Range", "bytes=10-")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusPartialContent || string(got) != string(config[10:]) {
+		t.Fatalf("bytes=10-: status %d, %d bytes; want 206 and the last %d bytes", resp.StatusCode, len(got), len(config)-10)
+	}
+}
+
+func mustConfigName(t *testing.T, img v1.Image) string {
+	t.Helper()
+	name, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name.String()
+}
