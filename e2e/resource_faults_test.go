@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnbuild/kiln/internal/testenv"
 )
 
 // smallStateDir is a fresh state dir on a tmpfs of size (mount's size=),
@@ -63,4 +66,64 @@ func TestStateFilesystemFull(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestContextUnreadableMidway: files and a directory of the context lose
+// their read permission while the executor runs (rootless: root reads
+// anything), as soon as its daemon is up, so while the context is sent.
+// Whatever point the transfer had reached, the build either fails with one
+// line naming a context path and pushes nothing, or pushes an image with
+// every file whole: never a missing or empty file.
+func TestContextUnreadableMidway(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	testenv.RequireUserNamespaces(t)
+	m := mode{name: "rootless", rootless: true, user: testenv.NonRootUser(t)}
+	reg := mirrorRegistry(t)
+	ctx := writeContext(t, "FROM busybox\nCOPY data/ /data/\n")
+	content := strings.Repeat("0123456789abcdef", 256) // 4 KiB
+	var last []string
+	for d := range 40 {
+		dir := filepath.Join(ctx, "data", fmt.Sprintf("d%02d", d))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range 100 {
+			path := filepath.Join(dir, fmt.Sprintf("f%03d", f))
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if d >= 38 {
+				last = append(last, path)
+			}
+		}
+	}
+	repo := "e2e/rootless/unreadable-midway"
+	state := m.stateDir(t)
+	e := m.start(t, state, mirrorArgs(ctx, reg, reg.Ref(repo+":v1")))
+	waitFor(t, e, buildTimeout, "the daemon to start", func() bool { return len(processesNamed(state+"/", "buildkitd")) > 0 })
+	// Last in the walk first, so the sender meets them if it is still going.
+	for i := len(last) - 1; i >= 0; i-- {
+		os.Chmod(last[i], 0)
+	}
+	os.Chmod(filepath.Join(ctx, "data", "d39"), 0)
+	t.Cleanup(func() { os.Chmod(filepath.Join(ctx, "data", "d39"), 0o755) })
+	r := e.wait(t)
+	if r.code != 0 {
+		r.assertOneLineFailure(t, "in the build context "+ctx)
+		assertNothingPushed(t, reg, repo)
+		t.Logf("observed: the build failed, naming an unreadable context path")
+		return
+	}
+	img := pulledOverAnyScheme(t, reg, reg.Ref(repo+":v1"))
+	files := imageFiles(t, img, "data/")
+	if len(files) != 40*100 {
+		t.Errorf("the image holds %d files of data/, want %d", len(files), 40*100)
+	}
+	for name, f := range files {
+		if f.content != content {
+			t.Errorf("%s: %d bytes, want the whole %d", name, len(f.content), len(content))
+		}
+	}
+	t.Logf("observed: the context was sent before it became unreadable; the image holds every file whole")
 }
