@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,10 +22,7 @@ func TestRunForkedDaemonIsGone(t *testing.T) {
 		repo := "e2e/" + m.name + "/daemon"
 		r := m.run(t, m.stateDir(t), mirrorArgs(ctx, reg, reg.Ref(repo+":v1")))
 		r.mustSucceed(t)
-		if procs := processesMentioning(marker, 0); len(procs) > 0 {
-			t.Errorf("the RUN's daemon outlived the build: %v", procs)
-			killMarked(t, marker)
-		}
+		assertMarkerGone(t, marker, "the RUN's daemon outlived the build")
 		if got := rootFile(t, pulledOverAnyScheme(t, reg, reg.Ref(repo+":v1")), "next"); got != "next\n" {
 			t.Errorf("/next = %q after a RUN left a daemon", got)
 		}
@@ -54,10 +48,7 @@ func TestRunIgnoringSIGTERMStopsWithTheJob(t *testing.T) {
 		}
 		r := e.wait(t)
 		assertStoppedBySIGTERM(t, r)
-		if procs := processesMentioning(marker, 0); len(procs) > 0 {
-			t.Errorf("the RUN outlived the executor: %v", procs)
-			killMarked(t, marker)
-		}
+		assertMarkerGone(t, marker, "the RUN outlived the executor")
 		assertNothingPushed(t, reg, repo)
 	})
 }
@@ -82,10 +73,7 @@ func TestDaemonKilledMidBuild(t *testing.T) {
 			how = "exit code 255"
 		}
 		r.assertOneLineFailure(t, "the BuildKit daemon stopped during the build ("+how+")")
-		if procs := processesMentioning(marker, 0); len(procs) > 0 {
-			t.Errorf("the RUN outlived its daemon and the executor: %v", procs)
-			killMarked(t, marker)
-		}
+		assertMarkerGone(t, marker, "the RUN outlived its daemon and the executor")
 		assertNothingPushed(t, reg, repo)
 	})
 }
@@ -97,21 +85,14 @@ func TestDaemonStoppedMidBuild(t *testing.T) {
 	t.Parallel()
 	reg := mirrorRegistry(t)
 	forEachMode(t, func(t *testing.T, m mode) {
-		var open atomic.Bool
-		gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if !open.Load() {
-				w.WriteHeader(http.StatusServiceUnavailable)
-			}
-		}))
-		t.Cleanup(gate.Close)
+		gate, open := startGate(t)
 		marker := "kiln-daemon-stopped-" + m.name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		repo := "e2e/" + m.name + "/daemon-stopped"
 		state := m.stateDir(t)
-		e := m.start(t, state, mirrorArgs(writeContext(t, "FROM busybox\nRUN echo started-"+marker+
-			" && until wget -q -O /dev/null "+gate.URL+"; do sleep 0.2; done\nRUN echo after > /after\n"), reg, reg.Ref(repo+":v1")))
+		e := m.start(t, state, mirrorArgs(writeContext(t, "FROM busybox\n"+gatedRun(marker, gate)+"RUN echo after > /after\n"), reg, reg.Ref(repo+":v1")))
 		waitForRun(t, e, marker)
 		killDaemons(t, state, syscall.SIGTERM)
-		open.Store(true)
+		open()
 		r := e.wait(t)
 		if r.code == 0 {
 			if _, tagged, err := reg.Manifest(repo + ":v1"); !tagged || err != nil {

@@ -2,26 +2,16 @@ package e2e
 
 import (
 	"net/http"
-	"strings"
 	"syscall"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kilnbuild/kiln/internal/testenv"
 )
 
 // always is a fault count no build exhausts.
 const always = 100000
-
-// countRequests counts logged requests with method whose path holds part.
-func countRequests(reg *testenv.Registry, method, part string) int {
-	n := 0
-	for _, r := range reg.Requests() {
-		if r.Method == method && strings.Contains(r.Path, part) {
-			n++
-		}
-	}
-	return n
-}
 
 // assertTagWholeOrAbsent reads the registry's store after a build: the tag
 // is absent, or (when pushed) every blob its manifest names is held.
@@ -71,11 +61,7 @@ func TestRegistryFaults(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			reg := testenv.StartRegistry(t)
-			base := testenv.PushBase(t, reg, "team/base:1", img)
-			if err := reg.InjectFault(c.fault); err != nil {
-				t.Fatal(err)
-			}
+			reg, base := faultyRegistry(t, img, c.fault)
 			m := mode{name: "root"}
 			args := []string{"--context", baseDockerfile(t, base, c.name), "--destination", reg.Ref(repo + ":v1"),
 				"--insecure-registry", reg.Host, "--push-retry", "1"}
@@ -87,10 +73,10 @@ func TestRegistryFaults(t *testing.T) {
 			}
 			assertTagWholeOrAbsent(t, reg, repo+":v1", c.pushed)
 			if c.attempts >= 0 {
-				if got := countRequests(reg, http.MethodHead, "/v2/"+repo+"/manifests/v1"); got != c.attempts {
+				if got := reg.Count(http.MethodHead, "/v2/"+repo+"/manifests/v1"); got != c.attempts {
 					t.Errorf("push attempts (HEADs of the tag) %d, want %d", got, c.attempts)
 				}
-			} else if got := countRequests(reg, http.MethodPut, "/v2/"+repo+"/"); got != 0 {
+			} else if got := reg.Count(http.MethodPut, "/v2/"+repo+"/"); got != 0 {
 				t.Errorf("a build whose pull failed pushed: %d PUTs", got)
 			}
 			if c.pushed {
@@ -120,11 +106,7 @@ func TestStalledRegistryEndsWithTheJobsDeadline(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			reg := testenv.StartRegistry(t)
-			base := testenv.PushBase(t, reg, "team/base:1", img)
-			if err := reg.InjectFault(c.fault); err != nil {
-				t.Fatal(err)
-			}
+			reg, base := faultyRegistry(t, img, c.fault)
 			m := mode{name: "root"}
 			e := m.start(t, m.stateDir(t), []string{"--context", baseDockerfile(t, base, c.name),
 				"--destination", reg.Ref(repo + ":v1"), "--insecure-registry", reg.Host, "--push-retry", "3"})
@@ -144,4 +126,16 @@ func TestStalledRegistryEndsWithTheJobsDeadline(t *testing.T) {
 			assertTagWholeOrAbsent(t, reg, repo+":v1", false)
 		})
 	}
+}
+
+// faultyRegistry starts a registry holding img as team/base:1 (returned as
+// base), then injects fault: seeding is not subject to it.
+func faultyRegistry(t *testing.T, img v1.Image, fault testenv.Fault) (reg *testenv.Registry, base string) {
+	t.Helper()
+	reg = testenv.StartRegistry(t)
+	base = testenv.PushBase(t, reg, "team/base:1", img)
+	if err := reg.InjectFault(fault); err != nil {
+		t.Fatal(err)
+	}
+	return reg, base
 }

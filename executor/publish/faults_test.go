@@ -8,7 +8,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/kilnbuild/kiln/internal/testenv"
@@ -26,26 +25,7 @@ var ggcrRetries = remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisec
 // writes, so a reset lands mid-blob.
 func bigLayerImage(t *testing.T) (v1.Image, string) {
 	t.Helper()
-	img, err := random.Image(256<<10, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img, digest.String()
-}
-
-// count returns how many logged requests have method and a path containing part.
-func count(reg *testenv.Registry, method, part string) int {
-	n := 0
-	for _, r := range reg.Requests() {
-		if r.Method == method && strings.Contains(r.Path, part) {
-			n++
-		}
-	}
-	return n
+	return imageOf(t, 256<<10, 1)
 }
 
 // assertTagWholeOrAbsent checks the registry's store after a push: the tag
@@ -125,10 +105,10 @@ func TestPushFaults(t *testing.T) {
 				}
 			}
 			assertTagWholeOrAbsent(t, reg, "team/app:v1", digest, c.pushed)
-			if got := count(reg, http.MethodHead, "/v2/team/app/manifests/v1"); got != c.attempts {
+			if got := reg.Count(http.MethodHead, "/v2/team/app/manifests/v1"); got != c.attempts {
 				t.Errorf("push attempts (HEADs of the tag) %d, want %d", got, c.attempts)
 			}
-			if got := count(reg, http.MethodPut, "/manifests/"); got != c.manifestPuts {
+			if got := reg.Count(http.MethodPut, "/manifests/"); got != c.manifestPuts {
 				t.Errorf("manifest PUTs %d, want %d", got, c.manifestPuts)
 			}
 			if len(h.sleeps) != c.sleeps {
@@ -157,7 +137,7 @@ func TestStalledPushEndsWithTheJobsDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- plan.Publish(ctx, img) }()
-	waitUntil(t, "the manifest PUT to stall", func() bool { return count(reg, http.MethodPut, "/manifests/") == 1 })
+	waitUntil(t, "the manifest PUT to stall", func() bool { return reg.Count(http.MethodPut, "/manifests/") == 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("the push ended while the registry stalled: %v", err)
@@ -168,8 +148,8 @@ func TestStalledPushEndsWithTheJobsDeadline(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "context canceled") || !strings.HasSuffix(err.Error(), "(1 of 4 attempts made, --push-retry=3)") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("error %q: want one line saying the push was cancelled at its first attempt", err)
 	}
-	if len(h.sleeps) != 0 || count(reg, http.MethodPut, "/manifests/") != 1 {
-		t.Errorf("retried after the deadline: pauses %v, manifest PUTs %d", h.sleeps, count(reg, http.MethodPut, "/manifests/"))
+	if len(h.sleeps) != 0 || reg.Count(http.MethodPut, "/manifests/") != 1 {
+		t.Errorf("retried after the deadline: pauses %v, manifest PUTs %d", h.sleeps, reg.Count(http.MethodPut, "/manifests/"))
 	}
 	assertTagWholeOrAbsent(t, reg, "team/app:v1", "", false)
 }

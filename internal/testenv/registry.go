@@ -348,6 +348,17 @@ func (r *Registry) Requests() []Request {
 	return requests
 }
 
+// Count counts the requests received with method whose path holds part.
+func (r *Registry) Count(method, part string) int {
+	n := 0
+	for _, req := range r.Requests() {
+		if req.Method == method && strings.Contains(req.Path, part) {
+			n++
+		}
+	}
+	return n
+}
+
 // Writes returns the requests that could change content: PUT, POST, PATCH
 // and DELETE, whatever their outcome. Empty means nothing was pushed.
 func (r *Registry) Writes() []Request {
