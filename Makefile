@@ -87,11 +87,15 @@ golden-check: deps workspace
 conformance: deps build workspace image
 	KILN_CONFORMANCE_FULL=1 $(GO) test -count=1 -timeout 90m -v -run '^TestConformance$$' ./conformance/runner
 
-# The reliability cases (docs/reliability.md), verbose; they also run in make test.
-RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost
+# The reliability cases (docs/reliability.md), verbose; they also run in make test,
+# where TestConcurrentBuilds runs 3 builds at once instead of 8 (KILN_RELIABILITY_FULL).
+RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost|TestRegistryRetries|TestRegistryFaults|TestStalledRegistryEndsWithTheJobsDeadline|TestRunForkedDaemonIsGone|TestRunIgnoringSIGTERMStopsWithTheJob|TestDaemonKilledMidBuild|TestDaemonStoppedMidBuild|TestStateFilesystemFull|TestContextUnreadableMidway|TestConcurrentBuilds
 reliability: deps build
-	$(GO) test -count=1 -timeout 30m -v -run '^($(RELIABILITY_E2E))$$' ./e2e
+	KILN_RELIABILITY_FULL=1 $(GO) test -count=1 -timeout 30m -v -run '^($(RELIABILITY_E2E))$$' ./e2e
 	$(GO) test -count=1 -timeout 10m -v -run 'TestDaemonDiesWithKilledExecutor|Secret|Mistake|Progress|DaemonRefusal' ./executor
+	$(GO) test -count=1 -timeout 10m -v -run 'TestPushFaults|TestStalledPushEndsWithTheJobsDeadline|TestPushRetry' ./executor/publish
+	$(GO) test -count=1 -timeout 5m -v -run 'TestNetworkFaults|TestManifestFindsAPartialImage|TestOpenEndedRange|TestFault' ./internal/testenv
+	$(GO) test -count=1 -timeout 5m -v -run 'TestSignalStopsTheBuild' ./cli
 	$(GO) test -count=1 -timeout 10m -run '^$$' -fuzz FuzzStepNames -fuzztime 60s ./compat
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // version is set at link time: -X github.com/kilnbuild/kiln/cli.version=...
@@ -62,7 +64,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 	if getenv == nil {
 		getenv = os.LookupEnv
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stopped, stop := signalContext(os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx = context.WithValue(ctx, stdinKey{}, stdin)
 
@@ -72,8 +74,48 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if sig := stopped(); sig != 0 && err != nil {
+		err = &stoppedBySignal{sig: sig, err: err}
+	}
 	return report(err, stderr)
 }
+
+// signalContext is cancelled by the first of signals; stopped tells which
+// one arrived (0 for none).
+func signalContext(signals ...os.Signal) (ctx context.Context, stopped func() syscall.Signal, stop func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	received := make(chan os.Signal, 1)
+	signal.Notify(received, signals...)
+	var got atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-received:
+			got.Store(int32(sig.(syscall.Signal)))
+			cancel(fmt.Errorf("%v signal received", sig))
+		case <-done:
+		}
+	}()
+	return ctx, func() syscall.Signal { return syscall.Signal(got.Load()) }, func() {
+		signal.Stop(received)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// stoppedBySignal is a build ended by SIGTERM or SIGINT (a CI job's
+// deadline, a deleted pod). Kaniko, which does not catch them, dies of the
+// signal: the exit code a shell or Kubernetes shows is 128+signal.
+type stoppedBySignal struct {
+	sig syscall.Signal
+	err error
+}
+
+func (s *stoppedBySignal) Error() string {
+	return fmt.Sprintf("the build was stopped by %s before it finished: %v", unix.SignalName(s.sig), s.err)
+}
+func (s *stoppedBySignal) Unwrap() error { return s.err }
+func (s *stoppedBySignal) ExitCode() int { return 128 + int(s.sig) }
 
 // report prints err as one line and returns its exit code.
 func report(err error, stderr io.Writer) int {

@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 type fakeEngine struct {
@@ -274,6 +277,29 @@ func TestForkLogin(t *testing.T) {
 		res := run(t, &fakeEngine{}, nil, env, tc.args...)
 		if res.code != 1 || !strings.Contains(res.stderr, tc.want) || strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
 			t.Errorf("%q: exit %d, stderr %q, want one line with %q", tc.args, res.code, res.stderr, tc.want)
+		}
+	}
+}
+
+// signalledEngine blocks until the build's context ends, after sending the
+// executor sig, as a CI job's deadline does mid-build.
+type signalledEngine struct{ sig syscall.Signal }
+
+func (e signalledEngine) Build(ctx context.Context, _ *flagmap.Invocation) error {
+	syscall.Kill(os.Getpid(), e.sig)
+	<-ctx.Done()
+	return fmt.Errorf("error building image: %w", ctx.Err())
+}
+
+// TestSignalStopsTheBuildWithKanikosExitCode: SIGTERM or SIGINT mid-build
+// ends it with one line naming the signal and the exit code Kaniko's death
+// by that signal shows (128+signal).
+func TestSignalStopsTheBuildWithKanikosExitCode(t *testing.T) {
+	for sig, code := range map[syscall.Signal]int{syscall.SIGTERM: 143, syscall.SIGINT: 130} {
+		r := run(t, signalledEngine{sig}, &fakeMigrator{}, nil, "--context", t.TempDir(), "--no-push")
+		want := "Error: the build was stopped by " + unix.SignalName(sig) + " before it finished: error building image: context canceled\n"
+		if r.code != code || r.stderr != want {
+			t.Errorf("%v: exit %d, stderr %q; want %d, %q", sig, r.code, r.stderr, code, want)
 		}
 	}
 }

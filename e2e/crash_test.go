@@ -54,15 +54,9 @@ func TestNextBuildRemovesStaleState(t *testing.T) {
 	t.Parallel()
 	reg := mirrorRegistry(t)
 	forEachMode(t, func(t *testing.T, m mode) {
-		// The live build's RUN waits for this server to say the sweeping
+		// The live build's RUN waits for the gate to say the sweeping
 		// build is done, so it is mid-RUN throughout.
-		var sweepDone atomic.Bool
-		gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			if !sweepDone.Load() {
-				w.WriteHeader(http.StatusServiceUnavailable)
-			}
-		}))
-		t.Cleanup(gate.Close)
+		gate, sweepDone := startGate(t)
 		state := m.stateDir(t)
 		marker := "kiln-stale-" + m.name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 
@@ -87,8 +81,7 @@ func TestNextBuildRemovesStaleState(t *testing.T) {
 		}
 
 		liveMarker := marker + "-live"
-		live := m.start(t, state, mirrorArgs(writeContext(t, "FROM busybox\nRUN echo started-"+liveMarker+
-			" && until wget -q -O /dev/null "+gate.URL+"; do sleep 0.2; done\n"), reg, reg.Ref("e2e/"+m.name+"/stale-live:v1")))
+		live := m.start(t, state, mirrorArgs(writeContext(t, "FROM busybox\n"+gatedRun(liveMarker, gate)), reg, reg.Ref("e2e/"+m.name+"/stale-live:v1")))
 		waitForRun(t, live, liveMarker)
 		liveDirs := privateDirs(t, state)
 
@@ -106,9 +99,39 @@ func TestNextBuildRemovesStaleState(t *testing.T) {
 				}
 			}
 		}
-		sweepDone.Store(true)
+		sweepDone()
 		live.wait(t).mustSucceed(t)
 	})
+}
+
+// startGate serves 503 until open is called, then 200: a RUN of gatedRun
+// waits for it.
+func startGate(t *testing.T) (url string, open func()) {
+	t.Helper()
+	var opened atomic.Bool
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !opened.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(gate.Close)
+	return gate.URL, func() { opened.Store(true) }
+}
+
+// gatedRun is a RUN step that prints started-<marker>, then waits for the
+// gate at url to open.
+func gatedRun(marker, url string) string {
+	return "RUN echo started-" + marker + " && until wget -q -O /dev/null " + url + "; do sleep 0.2; done\n"
+}
+
+// assertMarkerGone fails when a process whose command line holds marker
+// still runs, and kills it.
+func assertMarkerGone(t *testing.T, marker, what string) {
+	t.Helper()
+	if procs := processesMentioning(marker, 0); len(procs) > 0 {
+		t.Errorf("%s: %v", what, procs)
+		killMarked(t, marker)
+	}
 }
 
 // waitForRun waits for the RUN step printing started-<marker>.

@@ -106,11 +106,7 @@ func TestRegistryRetries(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			reg := testenv.StartRegistry(t)
-			base := testenv.PushBase(t, reg, "team/base:1", img)
-			if err := reg.InjectFault(c.fault); err != nil {
-				t.Fatal(err)
-			}
+			reg, base := faultyRegistry(t, img, c.fault)
 			m, repo := mode{name: "root"}, "e2e/retry/"+c.name
 			args := []string{"--context", baseDockerfile(t, base, c.name), "--destination", reg.Ref(repo + ":v1"), "--insecure-registry", reg.Host}
 			r := m.run(t, m.stateDir(t), append(args, c.flags...))

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -19,6 +20,8 @@ import (
 	"github.com/kilnbuild/kiln/executor/publish"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Builder runs one Kaniko invocation end to end: context, permission check,
@@ -261,6 +264,9 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
 	res, err := Solve(ctx, c, req)
 	if err != nil {
+		if stopped := daemonStopped(ctx, daemon, err); stopped != nil {
+			return fmt.Errorf("error building image: %w", stopped)
+		}
 		return explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed})
 	}
 	// The image is in the work dir now: the daemon stops while it is shaped
@@ -285,6 +291,20 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	}
 	shapes.Save(ctx, pushedRepositories(registry, opts))
 	return nil
+}
+
+// daemonStopped explains a solve whose connection broke because the
+// private daemon died (killed, out of memory); nil for any other failure.
+func daemonStopped(ctx context.Context, daemon Daemon, solveErr error) error {
+	local, ok := daemon.(*localDaemon)
+	if !ok || ctx.Err() != nil {
+		return nil
+	}
+	var wait time.Duration
+	if status.Code(solveErr) == codes.Unavailable {
+		wait = 5 * time.Second
+	}
+	return local.stoppedDuringBuild(wait)
 }
 
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have

@@ -21,6 +21,7 @@ import (
 	"github.com/kilnbuild/kiln/executor/ociruntime"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // maxUnixSocketPath is containerd's portable limit, which buildkitd enforces
@@ -289,6 +290,30 @@ func (d *localDaemon) Client(context.Context) (*client.Client, error) {
 		return nil, errors.New("BuildKit daemon is not running")
 	}
 	return d.client, nil
+}
+
+// stoppedDuringBuild explains a daemon that exited while the executor still
+// used it: the connection breaks first, so it waits up to wait for the
+// exit to be seen. It returns nil while the daemon runs.
+func (d *localDaemon) stoppedDuringBuild(wait time.Duration) error {
+	select {
+	case <-d.exited:
+	default:
+		select {
+		case <-d.exited:
+		case <-time.After(wait):
+			return nil
+		}
+	}
+	if d.cmd.ProcessState == nil {
+		return nil
+	}
+	how := "exit code " + strconv.Itoa(d.cmd.ProcessState.ExitCode())
+	// The reaper reports a daemon killed by a signal as 128+signal.
+	if code := d.cmd.ProcessState.ExitCode(); code > 128 && code < 128+65 {
+		how = "killed by " + unix.SignalName(syscall.Signal(code-128))
+	}
+	return fmt.Errorf("the BuildKit daemon stopped during the build (%s): something outside the build ended it, often the out-of-memory killer; give the build more memory and run it again", how)
 }
 
 // Close stops the daemon (SIGTERM, then SIGKILL to its whole process group

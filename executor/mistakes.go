@@ -80,6 +80,16 @@ var mistakes = []mistake{
 				at.prefix(), m[1], at.context)
 		},
 	},
+	{
+		// The filesystem holding the private state or work dir filled up
+		// while BuildKit or kiln wrote to it; a RUN's own full disk is the
+		// RUN's failure and keeps its exit code.
+		report: regexp.MustCompile(`(/\S*?)/kiln-build(?:kit)?-[^/\s]+/\S*: no space left on device`),
+		explain: func(m []string, at buildSite) string {
+			return fmt.Sprintf("%sno space left on device in %s, which holds this build's BuildKit state and work files: free space there or give the build a larger volume (the Kaniko dir when it is writable, else $XDG_RUNTIME_DIR for the state and $TMPDIR for work files)",
+				at.prefix(), m[1])
+		},
+	},
 }
 
 // explainMistake returns err as the user-facing message when it is one of

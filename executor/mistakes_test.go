@@ -20,6 +20,8 @@ func TestExplainMistake(t *testing.T) {
 		`failed to solve: failed to compute cache key: failed to calculate checksum of ref ttoru1::cqwj2: "/missing.txt": not found`: "missing.txt not found in the build context /workspace/",
 		`retrieving base image biuld: GET https://index.docker.io/v2/library/biuld/manifests/latest: UNAUTHORIZED`:                   "COPY --from=biuld: no stage is named biuld",
 		`lstat /workspace/private: permission denied`: "cannot read /workspace/private in the build context /workspace/",
+		// As BuildKit v0.34 words an export into a full work dir.
+		`failed to solve: failed to copy: failed to send write: rpc error: code = Unknown desc = write /run/user/1000/kiln-build-1/oci/ingest/ab/data: no space left on device`: "no space left on device in /run/user/1000, which holds",
 	}
 	for report, want := range cases {
 		got := explainMistake(&BuildError{Err: errors.New(report), Code: 1}, at)

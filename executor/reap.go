@@ -145,6 +145,10 @@ func runReaper(args []string) int {
 			}
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {
+				// A signal's death is passed on as a shell shows it.
+				if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return 128 + int(ws.Signal())
+				}
 				return max(exit.ExitCode(), 1)
 			}
 			if err != nil {

@@ -108,7 +108,13 @@ func (h *harness) withCredentials(t *testing.T, host, user, password string) {
 
 func testImage(t *testing.T) (v1.Image, string) {
 	t.Helper()
-	img, err := random.Image(512, 2)
+	return imageOf(t, 512, 2)
+}
+
+// imageOf is a random image of layers layers of size bytes each, and its digest.
+func imageOf(t *testing.T, size int64, layers int64) (v1.Image, string) {
+	t.Helper()
+	img, err := random.Image(size, layers)
 	if err != nil {
 		t.Fatal(err)
 	}

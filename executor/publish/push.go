@@ -53,6 +53,7 @@ func (p *push) Publish(ctx context.Context, img v1.Image) error {
 		return err
 	}
 	err = attempt()
+	attempts := 1
 	for retry := 0; err != nil && retry < p.cfg.PushRetry && ctx.Err() == nil; retry++ {
 		delay := time.Duration(1<<retry) * time.Second
 		log.Warnf("Retrying the push to %s in %s: %v", p.tag, delay, oneLine(err))
@@ -60,11 +61,21 @@ func (p *push) Publish(ctx context.Context, img v1.Image) error {
 			break
 		}
 		err = attempt()
+		attempts++
 	}
 	if err != nil {
-		return fmt.Errorf("failed to push to destination %s: %s", p.tag, oneLine(err))
+		return fmt.Errorf("failed to push to destination %s: %s%s", p.tag, oneLine(err), attemptsNote(attempts, p.cfg.PushRetry))
 	}
 	return nil
+}
+
+// attemptsNote tells how often a failed push was tried when --push-retry
+// asked for more than one attempt.
+func attemptsNote(attempts, pushRetry int) string {
+	if pushRetry == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d of %d attempts made, --push-retry=%d)", attempts, pushRetry+1, pushRetry)
 }
 
 func isImmutableTagError(err error) bool {

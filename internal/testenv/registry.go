@@ -1,11 +1,13 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -15,6 +17,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // Registry is a real distribution-API registry (go-containerregistry's
@@ -52,10 +57,13 @@ type Registry struct {
 
 	mu       sync.Mutex
 	faults   []*faultState
-	requests []Request
+	requests []*Request
+	closed   chan struct{} // closed when the registry stops serving
+	stopOnce sync.Once
 }
 
-// Request is one request the registry answered, in arrival order.
+// Request is one request the registry received, in arrival order; Status is
+// 0 until it is answered.
 type Request struct {
 	Method   string
 	Path     string
@@ -64,14 +72,38 @@ type Request struct {
 	Injected bool   // answered by an injected fault
 }
 
-// Fault makes the registry answer the first Count matching requests with
-// Status (e.g. 500, 503, 429) before serving normally again.
+// Fault makes the registry misbehave on the first Count matching requests
+// before serving normally again: answer Status (e.g. 500, 503, 429), or,
+// with an Effect, fail the way a network or a crashing registry does.
 type Fault struct {
 	Count  int
-	Status int
-	Method string // "" matches every method
-	Path   string // regular expression matched against the URL path; "" matches all
+	Status int         // the answer when Effect is Answer
+	Effect FaultEffect // what the registry does instead of serving
+	Method string      // "" matches every method
+	Path   string      // regular expression matched against the URL path; "" matches all
 }
+
+// FaultEffect is how a faulty request fails.
+type FaultEffect int
+
+const (
+	// Answer replies with the fault's Status and a registry error body.
+	Answer FaultEffect = iota
+	// Reset reads part of the request body (up to resetAfter bytes), sends
+	// part of the answer to a GET, then resets the TCP connection: a proxy
+	// or registry dropping a blob upload or download midway.
+	Reset
+	// Stall never answers: the request hangs until the client gives up or
+	// the registry is closed.
+	Stall
+	// Die stops the registry for good, as a crash does: the listener is
+	// closed and every connection dropped, this request's included. The
+	// store stays readable through Tags and Manifest.
+	Die
+)
+
+// resetAfter is how much of a request body a Reset fault reads first.
+const resetAfter = 16 << 10
 
 type faultState struct {
 	Fault
@@ -185,6 +217,7 @@ func NewRegistry(opts ...RegistryOption) (*Registry, error) {
 		issued:     map[string]bool{},
 		store:      registry.New(registry.Logger(log.New(io.Discard, "", 0))),
 		routes:     cfg.routes,
+		closed:     make(chan struct{}),
 	}
 	for _, f := range cfg.faults {
 		if err := reg.InjectFault(f); err != nil {
@@ -264,9 +297,15 @@ func (r *Registry) setUpTLS(cfg *registryConfig) (*tls.Config, error) {
 
 // Close stops serving and drops open connections.
 func (r *Registry) Close() error {
-	err := r.server.Close()
+	err := r.stop()
 	r.removeTmpDir()
 	return err
+}
+
+// stop closes the listener and every connection; stalled requests end.
+func (r *Registry) stop() error {
+	r.stopOnce.Do(func() { close(r.closed) })
+	return r.server.Close()
 }
 
 func (r *Registry) removeTmpDir() {
@@ -280,8 +319,9 @@ func (r *Registry) Ref(path string) string { return r.Host + "/" + path }
 
 // InjectFault adds a fault, counted from the next request on.
 func (r *Registry) InjectFault(f Fault) error {
-	if f.Count <= 0 || f.Status < 400 || f.Status > 599 {
-		return fmt.Errorf("fault needs Count > 0 and a 4xx/5xx Status, got %+v", f)
+	answers := f.Effect == Answer
+	if f.Count <= 0 || answers != (f.Status >= 400 && f.Status <= 599) || (!answers && f.Status != 0) || f.Effect > Die {
+		return fmt.Errorf("fault needs Count > 0 and either a 4xx/5xx Status or another Effect, got %+v", f)
 	}
 	state := &faultState{Fault: f, remaining: f.Count}
 	if f.Path != "" {
@@ -301,7 +341,22 @@ func (r *Registry) InjectFault(f Fault) error {
 func (r *Registry) Requests() []Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]Request(nil), r.requests...)
+	requests := make([]Request, len(r.requests))
+	for i, req := range r.requests {
+		requests[i] = *req
+	}
+	return requests
+}
+
+// Count counts the requests received with method whose path holds part.
+func (r *Registry) Count(method, part string) int {
+	n := 0
+	for _, req := range r.Requests() {
+		if req.Method == method && strings.Contains(req.Path, part) {
+			n++
+		}
+	}
+	return n
 }
 
 // Writes returns the requests that could change content: PUT, POST, PATCH
@@ -404,6 +459,26 @@ func (r *Registry) Pull(t testing.TB, path string) v1.Image {
 	return img
 }
 
+// Manifest reads the image path (repo:tag) from the store, bypassing faults
+// and the request log, and checks that it is whole: the manifest and every
+// blob it names are held with their digests. tagged is false when the tag
+// does not exist; err says what is missing or corrupt.
+func (r *Registry) Manifest(path string) (img v1.Image, tagged bool, err error) {
+	ref, err := name.ParseReference(r.Ref(path), name.Insecure)
+	if err != nil {
+		return nil, false, err
+	}
+	img, err = remote.Image(ref, remote.WithTransport(storeTransport{r.store}))
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	return img, true, validate.Image(img)
+}
+
 // storeTransport reaches the store directly, so seeding base images neither
 // needs credentials nor shows up in Requests() nor consumes faults.
 type storeTransport struct{ store http.Handler }
@@ -421,17 +496,19 @@ func (s storeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	user, _, _ := req.BasicAuth()
-	entry := Request{Method: req.Method, Path: req.URL.Path, User: user}
 	recorder := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	// Logged on arrival (a stalled request shows), its status when answered.
+	entry := &Request{Method: req.Method, Path: req.URL.Path, User: user}
+	r.mu.Lock()
+	r.requests = append(r.requests, entry)
+	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		entry.Status = recorder.status
-		r.requests = append(r.requests, entry)
 		r.mu.Unlock()
 	}()
-	if status, ok := r.takeFault(req); ok {
-		entry.Injected = true
-		writeRegistryError(recorder, status, "UNAVAILABLE", "injected fault")
+	if fault, ok := r.takeFault(req, entry); ok {
+		r.inject(fault, recorder, w, req)
 		return
 	}
 	if h, ok := r.routes[req.URL.Path]; ok {
@@ -451,10 +528,33 @@ func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		writeRegistryError(recorder, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required")
 		return
 	}
+	r.completeRange(req)
 	r.store.ServeHTTP(recorder, req)
 }
 
-func (r *Registry) takeFault(req *http.Request) (int, bool) {
+// openRange is an open-ended byte range, "bytes=N-": how containerd resumes
+// a blob download after a broken connection.
+var openRange = regexp.MustCompile(`^bytes=(\d+)-$`)
+
+// completeRange turns an open-ended Range into the closed form the store
+// understands (it answers 416 otherwise, where registries such as
+// distribution serve the rest of the blob).
+func (r *Registry) completeRange(req *http.Request) {
+	m := openRange.FindStringSubmatch(req.Header.Get("Range"))
+	if req.Method != http.MethodGet || m == nil {
+		return
+	}
+	head := httptest.NewRecorder()
+	r.store.ServeHTTP(head, httptest.NewRequest(http.MethodHead, req.URL.Path, nil))
+	size, err := strconv.ParseInt(head.Header().Get("Content-Length"), 10, 64)
+	if head.Code != http.StatusOK || err != nil || size == 0 {
+		return
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%s-%d", m[1], size-1))
+}
+
+// takeFault finds the fault req meets and marks entry injected.
+func (r *Registry) takeFault(req *http.Request, entry *Request) (Fault, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, f := range r.faults {
@@ -463,9 +563,47 @@ func (r *Registry) takeFault(req *http.Request) (int, bool) {
 			continue
 		}
 		f.remaining--
-		return f.Status, true
+		entry.Injected = true
+		return f.Fault, true
 	}
-	return 0, false
+	return Fault{}, false
+}
+
+// inject fails req as f says. Effects other than Answer log status 0: no
+// response was sent.
+func (r *Registry) inject(f Fault, recorder *statusRecorder, w http.ResponseWriter, req *http.Request) {
+	switch f.Effect {
+	case Answer:
+		writeRegistryError(recorder, f.Status, "UNAVAILABLE", "injected fault")
+		return
+	case Reset:
+		io.CopyN(io.Discard, req.Body, resetAfter)
+		var partial bytes.Buffer
+		if req.Method == http.MethodGet {
+			r.completeRange(req)
+			answer := httptest.NewRecorder()
+			r.store.ServeHTTP(answer, req)
+			resp := answer.Result()
+			body := answer.Body.Bytes()
+			resp.Body = io.NopCloser(bytes.NewReader(body[:len(body)/2]))
+			resp.Write(&partial) // the head promises the whole body
+		}
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Write(partial.Bytes())
+			if tcp, ok := conn.(*net.TCPConn); ok {
+				tcp.SetLinger(0) // close with RST, not FIN
+			}
+			conn.Close()
+		}
+	case Stall:
+		select {
+		case <-req.Context().Done():
+		case <-r.closed:
+		}
+	case Die:
+		r.stop()
+	}
+	recorder.status = 0
 }
 
 func (r *Registry) authorized(req *http.Request) bool {

@@ -3,11 +3,13 @@ package testenv
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -275,4 +277,137 @@ func TestDockerConfigAuthenticatesThroughKeychain(t *testing.T) {
 	if err := WriteDockerConfig(t.TempDir(), map[string]string{"h": "nocolon"}); err == nil {
 		t.Fatalf("credentials without ':' were accepted")
 	}
+}
+
+// TestNetworkFaults: a reset fails the request with a connection error, a
+// stall holds it until the client's deadline, a death takes the registry
+// down for every later request; the store stays readable throughout.
+func TestNetworkFaults(t *testing.T) {
+	reg := StartRegistry(t)
+	PushBase(t, reg, "net/app:v1", randomImage(t))
+	url := "http://" + reg.Host + "/v2/net/app/manifests/v1"
+
+	if err := reg.InjectFault(Fault{Count: 1, Effect: Reset, Method: http.MethodPut}); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.NewReader(strings.Repeat("x", 4*resetAfter))
+	req, _ := http.NewRequest(http.MethodPut, "http://"+reg.Host+"/v2/net/app/blobs/uploads/x", body)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a reset request got a response: %d", resp.StatusCode)
+	}
+
+	if err := reg.InjectFault(Fault{Count: 1, Effect: Reset, Method: http.MethodGet}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.Get(url); err == nil {
+		got, readErr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if readErr == nil {
+			t.Fatalf("a download reset midway read whole: %d bytes", len(got))
+		}
+	}
+
+	if err := reg.InjectFault(Fault{Count: 1, Effect: Stall, Method: http.MethodGet}); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := client.Get(url); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a stalled request got a response: %d", resp.StatusCode)
+	} else if !os.IsTimeout(err) {
+		t.Fatalf("stalled request: %v, want a timeout", err)
+	}
+	resp, err := client.Get(url)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the stall: %v %v, want 200", resp, err)
+	}
+	resp.Body.Close()
+
+	if err := reg.InjectFault(Fault{Count: 1, Effect: Die, Method: http.MethodHead}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.Head(url); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the dying request got a response: %d", resp.StatusCode)
+	}
+	if resp, err := http.Get(url); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a dead registry answered: %d", resp.StatusCode)
+	}
+	if _, tagged, err := reg.Manifest("net/app:v1"); !tagged || err != nil {
+		t.Fatalf("the store of a dead registry: tagged %v, %v", tagged, err)
+	}
+
+	var effects []int
+	for _, r := range reg.Requests() {
+		if r.Injected {
+			effects = append(effects, r.Status)
+		}
+	}
+	if !reflect.DeepEqual(effects, []int{0, 0, 0, 0}) {
+		t.Errorf("injected requests logged with statuses %v, want four with none sent", effects)
+	}
+	for _, bad := range []Fault{{Count: 1, Effect: Reset, Status: 500}, {Count: 1, Effect: Die + 1}} {
+		if err := reg.InjectFault(bad); err == nil {
+			t.Errorf("fault %+v was accepted", bad)
+		}
+	}
+}
+
+// TestManifestFindsAPartialImage: a tag whose manifest names a missing blob
+// is reported, so tests can tell a whole image from a partial one.
+func TestManifestFindsAPartialImage(t *testing.T) {
+	reg := StartRegistry(t)
+	img := randomImage(t)
+	if _, tagged, err := reg.Manifest("partial/app:v1"); tagged || err != nil {
+		t.Fatalf("an absent tag: tagged %v, %v", tagged, err)
+	}
+	PushBase(t, reg, "partial/app:v1", img)
+	if _, tagged, err := reg.Manifest("partial/app:v1"); !tagged || err != nil {
+		t.Fatalf("a whole image: tagged %v, %v", tagged, err)
+	}
+	layers, _ := img.Layers()
+	digest, _ := layers[0].Digest()
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+reg.Host+"/v2/partial/app/blobs/"+digest.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("deleting a blob: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, tagged, err := reg.Manifest("partial/app:v1"); !tagged || err == nil {
+		t.Fatalf("a tag missing a layer blob: tagged %v, err %v; want an error", tagged, err)
+	}
+}
+
+// TestOpenEndedRangeServesTheRest: "Range: bytes=N-", how a download is
+// resumed after a reset, gets the blob's remaining bytes.
+func TestOpenEndedRangeServesTheRest(t *testing.T) {
+	reg := StartRegistry(t)
+	img := randomImage(t)
+	PushBase(t, reg, "range/app:v1", img)
+	config, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+reg.Host+"/v2/range/app/blobs/"+mustConfigName(t, img), nil)
+	req.Header.Set("Range", "bytes=10-")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusPartialContent || string(got) != string(config[10:]) {
+		t.Fatalf("bytes=10-: status %d, %d bytes; want 206 and the last %d bytes", resp.StatusCode, len(got), len(config)-10)
+	}
+}
+
+func mustConfigName(t *testing.T, img v1.Image) string {
+	t.Helper()
+	name, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name.String()
 }
