@@ -476,13 +476,33 @@ func (w *layerWriter) header(p string, src *tar.Header) *tar.Header {
 	if src.Typeflag != tar.TypeReg {
 		hdr.Size = 0
 	}
+	hdr.PAXRecords = map[string]string{}
 	if cap, ok := src.PAXRecords[capabilityXattr]; ok {
-		hdr.PAXRecords = map[string]string{capabilityXattr: cap}
+		hdr.PAXRecords[capabilityXattr] = cap
+	}
+	// Kaniko's --reproducible pass (mutate.Time) re-writes headers read
+	// back with the PAX records of its first pass, and Go writes a header
+	// holding records only in the PAX form: a long name gets a path record
+	// where USTAR's prefix field would otherwise hold part of it.
+	if len(name) > tarNameSize || !isASCII(name) {
+		hdr.PAXRecords["path"] = name
 	}
 	if w.stamp != nil {
 		hdr.ModTime = *w.stamp
 	}
 	return hdr
+}
+
+// tarNameSize is the size of a tar header's name field.
+const tarNameSize = 100
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // whiteoutHeader is Kaniko's whiteout: only a name, everything else zero.
