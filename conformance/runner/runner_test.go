@@ -144,7 +144,7 @@ func TestCompareLevels(t *testing.T) {
 func TestReport(t *testing.T) {
 	c := &corpus.Case{Name: "demo"}
 	results := []*Result{
-		{Case: c, Mode: Root, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs"}, Status: AsExpected,
+		{Case: c, Mode: Root, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs", Deliberate: "Kaniko defect"}, Status: AsExpected,
 			Comparison: Comparison{Level: corpus.LevelFiles, Pass: [LevelCount]bool{true, true, true},
 				Diffs: [LevelCount][]string{corpus.LevelLayers: {"layer 1: only in kiln: x"}}}},
 		{Case: c, Mode: Rootless, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs"}, Status: Regressed,
@@ -155,10 +155,10 @@ func TestReport(t *testing.T) {
 	}
 	report := Report(results)
 	for _, want := range []string{
-		"| root | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 0 (0%) | 0 (0%) | 0 | 0 | 0 | 0 |",
-		"| rootless | cumulative | 1 | 1 (100%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 (0%) | 1 | 0 | 0 | 0 |",
-		"| plain | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | n/a | 0 | 0 | 0 | 0 |",
-		"| demo | L2 | L0 (REGRESSED; expected L2) | L3 | history differs |",
+		"| root | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 0 (0%) | 0 (0%) | 1 | 0 | 0 | 0 | 0 |",
+		"| rootless | cumulative | 1 | 1 (100%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 | 1 | 0 | 0 | 0 |",
+		"| plain | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | n/a | 0 | 0 | 0 | 0 | 0 |",
+		"| demo | L2 | L0 (REGRESSED; expected L2) | L3 | history differs — *deliberate*: Kaniko defect / history differs |",
 		"### demo (root)", "`layer 1: only in kiln: x`",
 		"### demo (rootless)", "`config.User: kaniko (absent), kiln \"app\"`",
 	} {
