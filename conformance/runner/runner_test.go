@@ -31,12 +31,13 @@ func TestClassifyKiln(t *testing.T) {
 	}
 	for message, want := range map[string]string{
 		msg: golden.ClassRunFailed,
-		`failed to solve: failed to load cache key: invalid response status 404`:                                                  golden.ClassFetchFailed,
-		`failed to solve: busybox:nope: failed to resolve source metadata for docker.io/library/busybox:nope`:                     golden.ClassBaseMissing,
-		`failed to solve: failed to compute cache key: "/missing.txt": not found`:                                                 golden.ClassSourceMissing,
-		`dockerfile parse error on line 2: unknown instruction: FROBNICATE`:                                                       golden.ClassParse,
-		`error building image: COPY a.txt /: a.txt not found in the build context /src: source paths are relative to the context`: golden.ClassSourceMissing,
-		`error building image: COPY --from=biuld: no stage is named biuld, and as an image it could not be retrieved (404)`:       golden.ClassBaseMissing,
+		`failed to solve: failed to load cache key: invalid response status 404`:                                                                       golden.ClassFetchFailed,
+		`failed to solve: busybox:nope: failed to resolve source metadata for docker.io/library/busybox:nope`:                                          golden.ClassBaseMissing,
+		`failed to solve: failed to compute cache key: "/missing.txt": not found`:                                                                      golden.ClassSourceMissing,
+		`dockerfile parse error on line 2: unknown instruction: FROBNICATE`:                                                                            golden.ClassParse,
+		`error building image: COPY a.txt /: a.txt not found in the build context /src: source paths are relative to the context`:                      golden.ClassSourceMissing,
+		`error building image: COPY --from=biuld: no stage is named biuld, and as an image it could not be retrieved (404)`:                            golden.ClassBaseMissing,
+		`error building image: RUN echo hi: starting command: exec: "/bin/sh": stat /bin/sh: no such file or directory: the stage has no such program`: golden.ClassSourceMissing,
 		`something unforeseen`: golden.ClassOther,
 	} {
 		if got := ClassifyKiln(message); got != want {
