@@ -36,8 +36,8 @@ $(BIN)/kiln-runc: FORCE
 
 # BuildKit and rootlesskit are pinned by go.mod's tool directives. buildkitd
 # reports its release (client.Info), as kiln asks remote daemons theirs.
-BUILDKIT_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/moby/buildkit)
-$(BIN)/buildkitd: go.mod go.sum Makefile
+BUILDKIT_VERSION = $(shell GOWORK=off $(GO) list -m -f '{{.Version}}' github.com/moby/buildkit)
+$(BIN)/buildkitd: go.mod go.sum Makefile $(wildcard hack/buildkit/*.patch)
 	$(GO) build -trimpath -ldflags '-s -w -X github.com/moby/buildkit/version.Version=$(BUILDKIT_VERSION)' -o $@ github.com/moby/buildkit/cmd/buildkitd
 
 $(BIN)/rootlesskit: go.mod go.sum

@@ -678,10 +678,13 @@ func fromInstructions(dt []byte) (lines []string, froms []*parser.Node, err erro
 const VolumeDirsContext = "kiln-volume-dirs"
 
 // VolumeDirCopy is the instruction WithVolumeDirs inserts for the VOLUME
-// path volume (as written, so BuildKit expands it like Kaniko does).
+// path volume (as written, so BuildKit expands it like Kaniko does). Its
+// --exclude keeps an existing directory's owner and mode: kiln's BuildKit
+// gives a directory copy's destination the source's
+// (hack/buildkit/kaniko-copy-sources.patch), except with patterns.
 func VolumeDirCopy(volume string) string {
 	dest, _ := json.Marshal(strings.TrimSuffix(volume, "/") + "/")
-	return fmt.Sprintf(`COPY --from=%s ["/", %s]`, VolumeDirsContext, dest)
+	return fmt.Sprintf(`COPY --from=%s --exclude=* ["/", %s]`, VolumeDirsContext, dest)
 }
 
 // WithVolumeDirs makes a VOLUME's directories exist for the instructions

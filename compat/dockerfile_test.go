@@ -228,9 +228,9 @@ func TestWithVolumeDirs(t *testing.T) {
 		t.Fatalf("changed %v, error %v", changed, err)
 	}
 	want := "FROM busybox\nVOLUME /data \\\n  /logs\n" +
-		"COPY --from=kiln-volume-dirs [\"/\", \"/data/\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/logs/\"]\n" +
-		"RUN true\nVOLUME [\"/my cache\", \"rel\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"/my cache/\"]\n" +
-		"VOLUME [\"${V}\"]\nCOPY --from=kiln-volume-dirs [\"/\", \"${V}/\"]\n"
+		"COPY --from=kiln-volume-dirs --exclude=* [\"/\", \"/data/\"]\nCOPY --from=kiln-volume-dirs --exclude=* [\"/\", \"/logs/\"]\n" +
+		"RUN true\nVOLUME [\"/my cache\", \"rel\"]\nCOPY --from=kiln-volume-dirs --exclude=* [\"/\", \"/my cache/\"]\n" +
+		"VOLUME [\"${V}\"]\nCOPY --from=kiln-volume-dirs --exclude=* [\"/\", \"${V}/\"]\n"
 	if string(got) != want {
 		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
 	}

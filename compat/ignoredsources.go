@@ -2,7 +2,11 @@ package compat
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -58,13 +62,8 @@ func WithIgnoredSources(dt, dockerignore []byte) (rewritten []byte, changed bool
 			if excluded, err := pm.MatchesOrParentMatches(rel); err != nil || !excluded {
 				continue
 			}
-			word := regexp.MustCompile(`(^|[\s"])` + regexp.QuoteMeta(src) + `([\s"]|$)`)
-			for l := node.StartLine; l <= node.EndLine && l <= len(lines); l++ {
-				if loc := word.FindStringSubmatchIndex(lines[l-1]); loc != nil {
-					lines[l-1] = lines[l-1][:loc[3]] + globOf(src) + lines[l-1][loc[4]:]
-					changed = true
-					break
-				}
+			if replaceWord(lines, node, src, globOf(src)) {
+				changed = true
 			}
 		}
 	}
@@ -72,6 +71,19 @@ func WithIgnoredSources(dt, dockerignore []byte) (rewritten []byte, changed bool
 		return dt, false, nil
 	}
 	return []byte(strings.Join(lines, "")), true, nil
+}
+
+// replaceWord writes replacement for the first whole occurrence of word
+// (between blanks or quotes) in node's lines; false when there is none.
+func replaceWord(lines []string, node *parser.Node, word, replacement string) bool {
+	re := regexp.MustCompile(`(^|[\s"])` + regexp.QuoteMeta(word) + `([\s"]|$)`)
+	for l := node.StartLine; l <= node.EndLine && l <= len(lines); l++ {
+		if loc := re.FindStringSubmatchIndex(lines[l-1]); loc != nil {
+			lines[l-1] = lines[l-1][:loc[3]] + replacement + lines[l-1][loc[4]:]
+			return true
+		}
+	}
+	return false
 }
 
 // globOf writes a literal path as a glob matching only itself: its last
@@ -93,4 +105,65 @@ func hasFromFlag(flags []string) bool {
 		}
 	}
 	return false
+}
+
+// ContextMatcher answers whether a COPY/ADD source (relative, slash-separated
+// path or glob) names anything Kaniko would copy from the context in dir:
+// a path that exists, or a glob matching a context path (whole relative
+// paths, as Kaniko matches them), that dockerignore does not exclude.
+func ContextMatcher(dir string, dockerignore []byte) (func(pattern string) (bool, error), error) {
+	patterns, err := ignorefile.ReadAll(bytes.NewReader(dockerignore))
+	if err != nil {
+		return nil, err
+	}
+	var pm *patternmatcher.PatternMatcher
+	if len(patterns) > 0 {
+		if pm, err = patternmatcher.New(patterns); err != nil {
+			return nil, err
+		}
+	}
+	kept := func(rel string) (bool, error) {
+		if pm == nil {
+			return true, nil
+		}
+		excluded, err := pm.MatchesOrParentMatches(rel)
+		return !excluded, err
+	}
+	return func(pattern string) (bool, error) {
+		if pattern == "" || pattern == "." {
+			return true, nil
+		}
+		if !strings.ContainsAny(pattern, "*?[\\") {
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(pattern))); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return false, nil
+				}
+				return false, err
+			}
+			return kept(pattern)
+		}
+		found := false
+		var keptErr error
+		err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil || rel == "." {
+				return err
+			}
+			rel = filepath.ToSlash(rel)
+			if ok, _ := path.Match(pattern, rel); !ok {
+				return nil
+			}
+			if found, keptErr = kept(rel); found || keptErr != nil {
+				return filepath.SkipAll
+			}
+			return nil
+		})
+		if err == nil {
+			err = keptErr
+		}
+		return found, err
+	}, nil
 }

@@ -1,6 +1,10 @@
 package compat
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestWithIgnoredSources(t *testing.T) {
 	in := "FROM busybox\nCOPY secret.txt keep.txt /d/\nCOPY [\"docs/\", \"/docs\"]\nADD *.md http://x/secret.txt /m/\nCOPY --from=busybox secret.txt /s\nCOPY naïve /n\n"
@@ -14,5 +18,32 @@ func TestWithIgnoredSources(t *testing.T) {
 	}
 	if _, changed, _ := WithIgnoredSources([]byte(in), []byte("other\n")); changed {
 		t.Error("rewritten although nothing it copies is excluded")
+	}
+}
+
+func TestContextMatcher(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"app.txt", "secret.txt", "docs/a.md", "keep/x.log"} {
+		p := filepath.Join(dir, filepath.FromSlash(f))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	matches, err := ContextMatcher(dir, []byte("secret.txt\ndocs\n*.log\n!keep/x.log\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pattern, want := range map[string]bool{
+		"app.txt": true, "secret.txt": false, "missing": false, "docs/a.md": false,
+		"*.txt": true, "secret.tx[t]": false, "*.nothing": false, "*.md": false, // Kaniko matches whole relative paths
+		"docs/*": false, "keep/*.log": true, "": true,
+	} {
+		got, err := matches(pattern)
+		if err != nil || got != want {
+			t.Errorf("%q: matches %v (error %v), want %v", pattern, got, err, want)
+		}
 	}
 }

@@ -68,3 +68,55 @@ func WithoutMaintainer(dt []byte) (rewritten []byte, lines []int, err error) {
 	}
 	return []byte(ed.String()), lines, nil
 }
+
+// WithKanikoBackslashes writes the COPY/ADD paths of a Dockerfile with
+// `# escape=“ as Kaniko reads them: Kaniko expands each path with the
+// backslash as escape character whatever the directive says, so a single
+// backslash disappears (`/dir\x` is `/dirx`) and `\\` is one backslash.
+// The paths are rewritten for BuildKit's backtick escape: `\$`, `\"`, `\'`
+// and "\`" become backtick escapes. Paths in JSON form are left as written.
+func WithKanikoBackslashes(dt []byte) (rewritten []byte, changed bool, err error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, false, err
+	}
+	if result.EscapeToken != '`' {
+		return dt, false, nil
+	}
+	lines := strings.SplitAfter(string(dt), "\n")
+	for _, node := range result.AST.Children {
+		if !strings.EqualFold(node.Value, "copy") && !strings.EqualFold(node.Value, "add") || len(node.Heredocs) > 0 {
+			continue
+		}
+		for n := node.Next; n != nil; n = n.Next {
+			if !strings.Contains(n.Value, `\`) || strings.Contains(n.Value, "://") {
+				continue
+			}
+			if replaceWord(lines, node, n.Value, kanikoUnescaped(n.Value)) {
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return dt, false, nil
+	}
+	return []byte(strings.Join(lines, "")), true, nil
+}
+
+// kanikoUnescaped is word with its backslash escapes resolved as Kaniko's
+// lexer resolves them, in BuildKit's backtick-escaped form.
+func kanikoUnescaped(word string) string {
+	var out strings.Builder
+	for i := 0; i < len(word); i++ {
+		if word[i] != '\\' || i+1 == len(word) {
+			out.WriteByte(word[i])
+			continue
+		}
+		i++
+		if strings.IndexByte("$\"'`", word[i]) >= 0 {
+			out.WriteByte('`')
+		}
+		out.WriteByte(word[i])
+	}
+	return out.String()
+}

@@ -42,3 +42,19 @@ func TestWithoutMaintainerKeepsLineNumbers(t *testing.T) {
 		t.Fatalf("a Dockerfile without MAINTAINER changed: %q %v", same, none)
 	}
 }
+
+func TestWithKanikoBackslashes(t *testing.T) {
+	in := "# escape=`\nFROM busybox\nRUN echo 'c:\\path' > /p\nCOPY a.txt /dir\\with\\backslash/\nADD b\\\\c.txt \\$HOME/ /d\\x/\nCOPY [\"j\\\\k\", \"/j/\"]\n"
+	got, changed, err := WithKanikoBackslashes([]byte(in))
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	want := "# escape=`\nFROM busybox\nRUN echo 'c:\\path' > /p\nCOPY a.txt /dirwithbackslash/\nADD b\\c.txt `$HOME/ /dx/\nCOPY [\"j\\\\k\", \"/j/\"]\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	plain := "FROM busybox\nCOPY a.txt /dir\\x/\n"
+	if out, changed, _ := WithKanikoBackslashes([]byte(plain)); changed || string(out) != plain {
+		t.Errorf("rewritten without the backtick directive: %q", out)
+	}
+}

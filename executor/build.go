@@ -3,8 +3,10 @@ package executor
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,7 +280,12 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil {
 		return err
 	}
-	img, err = shapeLikeKaniko(ctx, img, opts, content, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes)
+	// stageDockerfile put Kaniko's ignore file next to the staged copy.
+	dockerignore, err := os.ReadFile(dockerfile + ".dockerignore")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	img, err = shapeLikeKaniko(ctx, img, opts, content, dockerignore, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes)
 	if err != nil {
 		return err
 	}
@@ -310,9 +317,13 @@ func daemonStopped(ctx context.Context, daemon Daemon, solveErr error) error {
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
 // written (layers, history, --reproducible), reusing what shapes holds; the
 // layer files it spools into dir must outlive publishing.
-func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile []byte, volumeDirs bool, contextDir, dir string, shapes *ShapeCache) (v1.Image, error) {
+func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile, dockerignore []byte, volumeDirs bool, contextDir, dir string, shapes *ShapeCache) (v1.Image, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
+	}
+	contextMatches, err := compat.ContextMatcher(contextDir, dockerignore)
+	if err != nil {
+		return nil, fmt.Errorf("reading the .dockerignore: %w", err)
 	}
 	// Kaniko never snapshots its own directory (the kaniko dir as KANIKO_DIR
 	// or --kaniko-dir moves it), whatever a RUN left there.
@@ -331,10 +342,10 @@ func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, d
 		SingleSnapshot:   opts.SingleSnapshot,
 		VolumeDirs:       volumeDirs,
 		ContextSource:    contextSource(contextDir, os.Getuid(), os.Getgid()),
+		ContextMatches:   contextMatches,
 		CompressionLevel: opts.CompressionLevel,
 	}
-	img, err := shapes.Input(ctx, img, &shapeOpts)
-	if err != nil {
+	if img, err = shapes.Input(ctx, img, &shapeOpts); err != nil {
 		return nil, err
 	}
 	return shape.Kaniko(img, shapeOpts)

@@ -68,6 +68,14 @@ var mistakes = []mistake{
 		},
 	},
 	{
+		// A RUN whose program the stage lacks; Kaniko fails starting it too.
+		report: regexp.MustCompile(`RUN could not start its command: (.*)$`),
+		explain: func(m []string, at buildSite) string {
+			return fmt.Sprintf("%sstarting command: %s: the stage has no such program (a scratch stage has no /bin/sh); use a base image that has it, or COPY it in first",
+				at.prefix(), m[1])
+		},
+	},
+	{
 		// A context directory the executor's user cannot read (files are
 		// caught as they are sent, see contextread.go).
 		report: regexp.MustCompile(`(?:open|lstat|stat) (\S+): permission denied`),

@@ -22,6 +22,7 @@ func TestExplainMistake(t *testing.T) {
 		`lstat /workspace/private: permission denied`: "cannot read /workspace/private in the build context /workspace/",
 		// As BuildKit v0.34 words an export into a full work dir.
 		`failed to solve: failed to copy: failed to send write: rpc error: code = Unknown desc = write /run/user/1000/kiln-build-1/oci/ingest/ab/data: no space left on device`: "no space left on device in /run/user/1000, which holds",
+		`RUN could not start its command: exec: "/bin/sh": stat /bin/sh: no such file or directory`:                                                                             `starting command: exec: "/bin/sh": stat /bin/sh: no such file or directory: the stage has no such program`,
 	}
 	for report, want := range cases {
 		got := explainMistake(&BuildError{Err: errors.New(report), Code: 1}, at)

@@ -33,6 +33,8 @@ type ProgressOptions struct {
 	Steps *compat.StepNames
 	// Secrets hides build-arg values in the rest of what BuildKit reports.
 	Secrets *secretFilter
+
+	notStarted *notStartedSteps // set by Solve
 }
 
 // asWritten rewrites s, before anything shows it, so that no build-arg
@@ -117,6 +119,7 @@ type kanikoProgress struct {
 }
 
 func (p *kanikoProgress) handle(s *client.SolveStatus) {
+	p.opts.notStarted.observe(s)
 	for _, v := range s.Vertexes {
 		if v.Cached && !p.cached[v.Digest] {
 			p.cached[v.Digest] = true
@@ -162,6 +165,63 @@ func kanikoLines(vertex string) []string {
 	}
 	return []string{m[1]}
 }
+
+// notStartedSteps finds a failed RUN whose process never started (a
+// scratch stage has no /bin/sh): BuildKit reports only exit code 1, and
+// runc's account of it is then the step's only output.
+type notStartedSteps struct {
+	output map[digest.Digest][]byte // each step's first output, capped
+	failed []digest.Digest
+}
+
+// maxStartFailure bounds the output kept per step: runc's line is short.
+const maxStartFailure = 1024
+
+var runcStartFailure = regexp.MustCompile(`^(?:runc run failed: )?unable to start container process: (exec: [^\n]+)\n?$`)
+
+func newNotStartedSteps() *notStartedSteps {
+	return &notStartedSteps{output: map[digest.Digest][]byte{}}
+}
+
+func (n *notStartedSteps) observe(s *client.SolveStatus) {
+	if n == nil {
+		return
+	}
+	for _, l := range s.Logs {
+		if out := n.output[l.Vertex]; len(out) <= maxStartFailure {
+			n.output[l.Vertex] = append(out, l.Data...)
+		}
+	}
+	for _, v := range s.Vertexes {
+		if v.Error != "" {
+			n.failed = append(n.failed, v.Digest)
+		}
+	}
+}
+
+// reason is runc's account of a failed step that never started, or "".
+func (n *notStartedSteps) reason() string {
+	if n == nil {
+		return ""
+	}
+	for _, d := range n.failed {
+		if m := runcStartFailure.FindSubmatch(n.output[d]); m != nil {
+			return string(m[1])
+		}
+	}
+	return ""
+}
+
+// notStartedError is a RUN whose program could not be started; err is
+// BuildKit's report (it names the instruction).
+type notStartedError struct {
+	reason string
+	err    error
+}
+
+func (e *notStartedError) Error() string { return "RUN could not start its command: " + e.reason }
+
+func (e *notStartedError) Unwrap() error { return e.err }
 
 // BuildError is a failed build. ExitCode is the failing RUN command's exit
 // code, or 1, so the executor exits like Kaniko.

@@ -116,3 +116,39 @@ func TestDaemonLogTailDropsStackTraces(t *testing.T) {
 		t.Errorf("daemon lines not forwarded at debug level:\n%s", &debug)
 	}
 }
+
+// A RUN whose process never started: runc's line is the step's only
+// output. Output of a process that ran, or a step that did not fail, is
+// never taken for it.
+func TestNotStartedStepsFindRuncsStartFailure(t *testing.T) {
+	runcLine := []byte("runc run failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or directory\n")
+	step := func(name string, failed bool, output ...[]byte) *client.SolveStatus {
+		d := digest.FromString(name)
+		v := &client.Vertex{Digest: d, Name: name}
+		if failed {
+			v.Error = "process did not complete successfully: exit code: 1"
+		}
+		s := &client.SolveStatus{Vertexes: []*client.Vertex{v}}
+		for _, o := range output {
+			s.Logs = append(s.Logs, &client.VertexLog{Vertex: d, Stream: 2, Data: o})
+		}
+		return s
+	}
+	cases := []struct {
+		name   string
+		status *client.SolveStatus
+		want   string
+	}{
+		{"not started", step("[1/1] RUN echo hi", true, runcLine), `exec: "/bin/sh": stat /bin/sh: no such file or directory`},
+		{"ran and printed the same", step("[1/1] RUN ./x", true, []byte("starting\n"), runcLine), ""},
+		{"did not fail", step("[1/1] RUN cat log", false, runcLine), ""},
+		{"failed otherwise", step("[1/1] RUN false", true, []byte("no\n")), ""},
+	}
+	for _, c := range cases {
+		n := newNotStartedSteps()
+		n.observe(c.status)
+		if got := n.reason(); got != c.want {
+			t.Errorf("%s: reason %q, want %q", c.name, got, c.want)
+		}
+	}
+}

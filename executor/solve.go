@@ -99,6 +99,7 @@ func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResul
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	req.unreadable = newUnreadableFiles(stop)
+	req.Progress.notStarted = newNotStartedSteps()
 	opt, err := solveOpt(req)
 	if err != nil {
 		return nil, err
@@ -124,7 +125,11 @@ func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResul
 		return nil, &BuildError{Err: unreadable, Code: 1}
 	}
 	if err != nil {
-		return nil, newBuildError(err)
+		be := newBuildError(err)
+		if reason := req.Progress.notStarted.reason(); reason != "" && be.Code == 1 {
+			be.Err = &notStartedError{reason: reason, err: err}
+		}
+		return nil, be
 	}
 	res := &SolveResult{
 		ManifestDigest: resp.ExporterResponse[exptypes.ExporterImageDigestKey],

@@ -45,7 +45,8 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 // instructions mean something else than BuildKit's: ARG names as Kaniko
 // reads them (compat.WithKanikoArgNames), ARGs declared by the stages Kaniko
 // built before (compat.WithKanikoArgScope), MAINTAINER, which Kaniko skips
-// (compat.WithoutMaintainer), COPY/ADD sources the .dockerignore next to
+// (compat.WithoutMaintainer), COPY/ADD paths with backslashes under
+// `# escape=“ (compat.WithKanikoBackslashes), COPY/ADD sources the .dockerignore next to
 // staged excludes (compat.WithIgnoredSources) and FROM values naming a
 // stage in another case (compat.WithStageBaseNames). all are the
 // Dockerfile's stages, built the ones Kaniko builds.
@@ -77,6 +78,10 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	for range maintainers {
 		log.Warn("MAINTAINER is deprecated; skipped, as Kaniko does")
 	}
+	rewritten, backslashesChanged, err := compat.WithKanikoBackslashes(rewritten)
+	if err != nil {
+		return err
+	}
 	ignoredChanged := false
 	if ignore, err := os.ReadFile(staged + ".dockerignore"); err == nil {
 		if rewritten, ignoredChanged, err = compat.WithIgnoredSources(rewritten, ignore); err != nil {
@@ -87,7 +92,7 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	if err != nil {
 		return err
 	}
-	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged {
+	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged && !backslashesChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)

@@ -306,10 +306,16 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 	} else {
 		c.regroupHardlinks()
 	}
+	file, err = w.writeTar(c, lowerTree)
+	return file, err == nil, err
+}
 
+// writeTar writes c's whiteouts and entries in Kaniko's order and form, each
+// after its parent directories, into a file in the work directory.
+func (w *layerWriter) writeTar(c *layerContent, lowerTree func() (tree, error)) (string, error) {
 	out, err := os.CreateTemp(w.workDir, "layer-*.tar")
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	defer out.Close()
 	buf := bufio.NewWriterSize(out, 1<<20)
@@ -337,10 +343,10 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 	for _, gone := range sortedKaniko(keys(c.deleted)) {
 		dir := cleanPath(path.Dir("/" + gone))
 		if err := writeParents(dir); err != nil {
-			return "", false, err
+			return "", err
 		}
 		if err := tw.WriteHeader(w.whiteoutHeader(gone)); err != nil {
-			return "", false, err
+			return "", err
 		}
 	}
 	for _, p := range sortedKaniko(keys(c.entries)) {
@@ -348,26 +354,26 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 			continue
 		}
 		if err := writeParents(cleanPath(path.Dir("/" + p))); err != nil {
-			return "", false, err
+			return "", err
 		}
 		e := c.entries[p]
 		written[p] = true
 		if err := tw.WriteHeader(w.header(p, &e.hdr)); err != nil {
-			return "", false, fmt.Errorf("writing %s: %w", p, err)
+			return "", fmt.Errorf("writing %s: %w", p, err)
 		}
 		if e.hdr.Typeflag == tar.TypeReg {
 			if _, err := io.Copy(tw, io.NewSectionReader(c.spool, e.dataOff, e.hdr.Size)); err != nil {
-				return "", false, err
+				return "", err
 			}
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return "", false, err
+		return "", err
 	}
 	if err := buf.Flush(); err != nil {
-		return "", false, err
+		return "", err
 	}
-	return out.Name(), true, out.Close()
+	return out.Name(), out.Close()
 }
 
 // applyVolumes snapshots VOLUME directories the way Kaniko does: their
@@ -470,13 +476,33 @@ func (w *layerWriter) header(p string, src *tar.Header) *tar.Header {
 	if src.Typeflag != tar.TypeReg {
 		hdr.Size = 0
 	}
+	hdr.PAXRecords = map[string]string{}
 	if cap, ok := src.PAXRecords[capabilityXattr]; ok {
-		hdr.PAXRecords = map[string]string{capabilityXattr: cap}
+		hdr.PAXRecords[capabilityXattr] = cap
+	}
+	// Kaniko's --reproducible pass (mutate.Time) re-writes headers read
+	// back with the PAX records of its first pass, and Go writes a header
+	// holding records only in the PAX form: a long name gets a path record
+	// where USTAR's prefix field would otherwise hold part of it.
+	if len(name) > tarNameSize || !isASCII(name) {
+		hdr.PAXRecords["path"] = name
 	}
 	if w.stamp != nil {
 		hdr.ModTime = *w.stamp
 	}
 	return hdr
+}
+
+// tarNameSize is the size of a tar header's name field.
+const tarNameSize = 100
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // whiteoutHeader is Kaniko's whiteout: only a name, everything else zero.

@@ -54,6 +54,8 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 	}
 	writtenThroughLink(c, lower, cmd)
 	switch cmd := cmd.(type) {
+	case *instructions.RunCommand:
+		addLinkPartners(c, lower)
 	case *instructions.WorkdirCommand:
 		workdirParentsRootOwned(c, lower)
 	case *instructions.CopyCommand:
@@ -72,6 +74,33 @@ func (w *layerWriter) applyKanikoRules(c *layerContent, cmd instructions.Command
 		chmodPermissionsOnly(c, cmd.Chmod)
 	}
 	return w.addSymlinkTargets(c, lower)
+}
+
+// addLinkPartners: a RUN that changes a file hardlinked below changes, in
+// Kaniko, the inode every name of it shares, so all of them join the
+// snapshot; BuildKit's copy-up breaks the link and the other names keep
+// the old data. The other names join the layer as hardlinks to the
+// changed file (regroupHardlinks orders them), as a change in place would
+// leave them.
+func addLinkPartners(c *layerContent, lower tree) {
+	names := lower.hardlinkNames()
+	if len(names) == 0 {
+		return
+	}
+	for _, p := range sortedKaniko(keys(c.entries)) {
+		e := c.entries[p]
+		if e.hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		for _, other := range names[p] {
+			if _, inLayer := c.entries[other]; inLayer || other == p || c.deleted[other] {
+				continue
+			}
+			link := e.hdr
+			link.Typeflag, link.Linkname, link.Size = tar.TypeLink, p, 0
+			c.entries[other] = &entry{hdr: link}
+		}
+	}
 }
 
 // writtenThroughLink: a COPY/ADD onto a destination that is a symlink

@@ -220,3 +220,35 @@ func TestCopyKeepsSetidBitsOfTheSource(t *testing.T) {
 		t.Errorf("--chmod decides the mode: %o", h.Mode)
 	}
 }
+
+func TestRunChangingAHardlinkedFileCarriesItsOtherNames(t *testing.T) {
+	hardlink := func(name, target string) tarEntry {
+		return tarEntry{hdr: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: 0o4750, ModTime: buildTime}}
+	}
+	base := buildkitAdd(t, baseImage(t), "RUN /bin/sh -c make-links # buildkit", layerOf(t,
+		dir("s/", 0o755), file("s/a", "old", 0o4750), hardlink("s/b", "s/a"), hardlink("s/c", "/s/a"), file("s/single", "x", 0o644)))
+	changed := buildkitAdd(t, base, "RUN /bin/sh -c change # buildkit", layerOf(t,
+		dir("s/", 0o755), file("s/c", "new data", 0o4750), file("s/single", "y", 0o644)))
+	dockerfile := []byte("FROM busybox\nRUN make-links\nRUN change\n")
+	layers := shapedEntries(t, testOptions{image: changed, Options: Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: dockerfile}})
+	l := layers[1]
+	if h := l["s/a"]; h == nil || h.Typeflag != tar.TypeReg || h.Size != int64(len("new data")) || h.Mode != 0o4750 {
+		t.Fatalf("s/a (first name in Kaniko's order) should carry the changed data: %+v", h)
+	}
+	for _, name := range []string{"s/b", "s/c"} {
+		if h := l[name]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "s/a" {
+			t.Errorf("%s should link to s/a: %+v", name, h)
+		}
+	}
+
+	removed := buildkitAdd(t, base, "RUN /bin/sh -c change # buildkit", layerOf(t,
+		dir("s/", 0o755), file("s/a", "new data", 0o4750), file("s/.wh.b", "", 0)))
+	dockerfile = []byte("FROM busybox\nRUN make-links\nRUN change\n")
+	l = shapedEntries(t, testOptions{image: removed, Options: Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: dockerfile}})[1]
+	if h := l["s/b"]; h != nil {
+		t.Errorf("a name the RUN deleted came back: %+v", h)
+	}
+	if h := l["s/c"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "s/a" {
+		t.Errorf("s/c should link to s/a: %+v", h)
+	}
+}

@@ -55,6 +55,11 @@ type Options struct {
 	// need the source (ownership and mode of COPY's created directories,
 	// symlink sources copied as links).
 	ContextSource func(rel string) (Source, error)
+	// ContextMatches reports whether a COPY/ADD source (a relative path or
+	// glob, slash-separated) matches any path of the build context that
+	// the .dockerignore keeps; nil skips the rule that needs it (Kaniko's
+	// whole-filesystem layer for a COPY that copies nothing).
+	ContextMatches func(pattern string) (bool, error)
 	// CompressionLevel is --compression-level for rewritten layers without
 	// --reproducible; <= 0 means gzip BestSpeed, Kaniko's default.
 	CompressionLevel int
@@ -166,6 +171,13 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 	var group []int // layer indexes of the pending --single-snapshot stage
 	var groupText string
 	var groupCmd instructions.Command
+	groupN := -1
+	lastStage := -1
+	stageLayers := map[int][]v1.Layer{} // Kaniko's layers so far, by stage
+	add := func(l v1.Layer, createdBy string) {
+		adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Author: KanikoAuthor, CreatedBy: createdBy}})
+		stageLayers[lastStage] = append(stageLayers[lastStage], l)
+	}
 	flush := func() error {
 		if len(group) == 0 {
 			return nil
@@ -183,24 +195,41 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 		default:
 			idxs = append(s.pendingVolumes, group...)
 		}
-		l, err := s.instructionLayer(idxs, cmd, groupText)
+		l, walked, err := s.nothingCopiedLayer(groupN, group[0]+1, stageLayers[lastStage])
+		if !walked && err == nil {
+			l, err = s.instructionLayer(idxs, cmd, groupText)
+		}
 		s.pendingVolumes = nil
 		if err != nil {
 			return fmt.Errorf("%s: %w", groupText, err)
 		}
 		if l != nil {
-			adds = append(adds, mutate.Addendum{Layer: l, History: v1.History{Author: KanikoAuthor, CreatedBy: groupText}})
+			add(l, groupText)
 		}
 		group = nil
 		return nil
 	}
-	lastStage := -1
 	for i, h := range history {
 		text, kaniko := s.plan.Kaniko[i]
 		own := i >= s.plan.Start
 		if h.EmptyLayer {
 			if !own {
 				adds = append(adds, mutate.Addendum{History: h})
+				continue
+			}
+			// BuildKit found nothing to copy; Kaniko may still write a layer.
+			if n, ok := s.plan.Command[i]; ok && kaniko {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+				lastStage = s.chain.layerStage[n]
+				l, _, err := s.nothingCopiedLayer(n, s.layerIndex, stageLayers[lastStage])
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", text, err)
+				}
+				if l != nil {
+					add(l, text)
+				}
 			}
 			continue
 		}
@@ -221,9 +250,9 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			continue
 		}
 		var cmd instructions.Command
-		stage := -1
-		if n, ok := s.plan.Command[i]; ok {
-			cmd, stage = s.chain.layerCmds[n], s.chain.layerStage[n]
+		stage, n := -1, -1
+		if c, ok := s.plan.Command[i]; ok {
+			n, cmd, stage = c, s.chain.layerCmds[c], s.chain.layerStage[c]
 		}
 		if !s.opts.SingleSnapshot || stage < 0 || stage != lastStage {
 			if err := flush(); err != nil {
@@ -243,7 +272,7 @@ func (s *shaper) addendums(history []v1.History) ([]mutate.Addendum, error) {
 			}
 			continue
 		}
-		group, groupText, groupCmd = append(group, idx), text, cmd
+		group, groupText, groupCmd, groupN = append(group, idx), text, cmd, n
 		if !s.opts.SingleSnapshot || stage < 0 {
 			if err := flush(); err != nil {
 				return nil, err
@@ -357,7 +386,12 @@ func (s *shaper) shapeInstruction(idxs []int, cmd instructions.Command) (v1.Laye
 	if err != nil || !ok {
 		return nil, err
 	}
-	idx := idxs[len(idxs)-1]
+	return s.layerFromFile(file, idxs[len(idxs)-1])
+}
+
+// layerFromFile compresses a shaped tar as Kaniko would: gzip under
+// --reproducible, else in the media type of BuildKit's layer idx.
+func (s *shaper) layerFromFile(file string, idx int) (v1.Layer, error) {
 	if s.opts.Reproducible {
 		return gzipLayer(file, types.DockerLayer, 0)
 	}

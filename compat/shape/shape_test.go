@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,6 +225,44 @@ func TestKanikoLayerForm(t *testing.T) {
 	raw, _ := got.RawConfigFile()
 	if bytes.Contains(raw, []byte("hunter2")) {
 		t.Errorf("a build-arg value leaked into the config: %s", raw)
+	}
+}
+
+// Names over 100 bytes or not ASCII: Kaniko writes each entry with PAX
+// records (times with nanoseconds), then --reproducible's mutate.Time
+// re-writes what it reads back. The shaped layer must be those bytes.
+func TestLongAndNonASCIINamesTakeKanikosHeaderForm(t *testing.T) {
+	long := "long/" + strings.Repeat("a", 60) + "/" + strings.Repeat("b", 60)
+	entries := []tarEntry{dir(long+"/", 0o755), file(long+"/file.txt", "long\n", 0o644), file("naïve-日本.txt", "utf\n", 0o644)}
+	parents := []tarEntry{dir("long/", 0o755), dir("long/"+strings.Repeat("a", 60)+"/", 0o755)}
+	img := buildkitAdd(t, baseImage(t), "RUN make # buildkit", layerOf(t, append(parents, entries...)...))
+	got, err := Kaniko(img, Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: []byte("FROM busybox\nRUN make\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := got.Layers()
+
+	firstPass := time.Date(2026, 3, 4, 5, 6, 7, 891, time.UTC)
+	var kaniko []tarEntry
+	for _, e := range append(append([]tarEntry{dir("/", 0o755)}, parents...), entries...) {
+		e.hdr.Format, e.hdr.ModTime, e.hdr.AccessTime, e.hdr.ChangeTime = tar.FormatPAX, firstPass, firstPass, firstPass
+		kaniko = append(kaniko, e)
+	}
+	written, err := mutate.AppendLayers(empty.Image, layerOf(t, kaniko...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical, err := mutate.Time(written, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := canonical.Layers()
+	g, err := layers[1].DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := want[0].DiffID(); g != w {
+		t.Fatalf("layer %s, Kaniko's form %s: entries %q", g, w, names(readEntries(t, layers[1])))
 	}
 }
 

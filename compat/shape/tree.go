@@ -90,6 +90,29 @@ func (t tree) children(dir string) []string {
 	return names
 }
 
+// hardlinkNames maps each name of a regular file that has several
+// (hardlinks) to all of them.
+func (t tree) hardlinkNames() map[string][]string {
+	links := map[string][]string{}
+	for p, h := range t {
+		if h.Typeflag != tar.TypeLink {
+			continue
+		}
+		target := cleanPath(h.Linkname)
+		if th := t[target]; th != nil && th.Typeflag == tar.TypeReg {
+			links[target] = append(links[target], p)
+		}
+	}
+	names := map[string][]string{}
+	for target, l := range links {
+		all := append(l, target)
+		for _, p := range all {
+			names[p] = all
+		}
+	}
+	return names
+}
+
 // lowerTree flattens layers (headers only).
 func lowerTree(layers []v1.Layer) (tree, error) {
 	t := tree{}

@@ -91,13 +91,18 @@ type LevelExpect struct {
 	// filesystem while the config still differs); they must keep holding.
 	Holds  []string `yaml:"holds"`
 	Reason string   `yaml:"reason"`
+	// Deliberate, below the top level, says why kiln differs on purpose
+	// (a Kaniko defect it does not reproduce, a form Docker refuses);
+	// empty for a difference kiln would remove if it could.
+	Deliberate string `yaml:"deliberate"`
 }
 
 // Expectation is a parsed LevelExpect.
 type Expectation struct {
-	Level  int
-	Holds  []int
-	Reason string
+	Level      int
+	Holds      []int
+	Reason     string
+	Deliberate string
 }
 
 // For returns the expectation for a root or rootless run.
@@ -119,7 +124,7 @@ func (k KilnExpect) ForPlain() Expectation {
 	out := e.parse()
 	out.Holds = slices.DeleteFunc(out.Holds, func(l int) bool { return l > PlainTop })
 	if out.Level >= PlainTop {
-		out.Level, out.Reason = PlainTop, ""
+		out.Level, out.Reason, out.Deliberate = PlainTop, "", ""
 	}
 	return out
 }
@@ -127,7 +132,7 @@ func (k KilnExpect) ForPlain() Expectation {
 // parse reads a validated LevelExpect.
 func (e LevelExpect) parse() Expectation {
 	level, _ := ParseLevel(e.Level)
-	out := Expectation{Level: level, Reason: e.Reason}
+	out := Expectation{Level: level, Reason: e.Reason, Deliberate: e.Deliberate}
 	for _, h := range e.Holds {
 		l, _ := ParseLevel(h)
 		out.Holds = append(out.Holds, l)
@@ -170,6 +175,9 @@ func (e LevelExpect) validate(top int) error {
 	level = min(level, top)
 	if level < top && strings.TrimSpace(e.Reason) == "" {
 		return fmt.Errorf("level %s needs a reason (why kiln does not reach %s here)", LevelName(level), LevelName(top))
+	}
+	if level == top && e.Deliberate != "" {
+		return fmt.Errorf("deliberate: kiln reaches %s here, so there is no deviation to explain", LevelName(top))
 	}
 	for _, h := range e.Holds {
 		held, err := ParseLevel(h)

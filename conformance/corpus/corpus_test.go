@@ -40,6 +40,7 @@ func TestParseDefaultsAndValidation(t *testing.T) {
 		"plain at L4":             "kiln: {plain: {level: L4}}\n",
 		"plain without reason":    "kiln: {plain: {level: L1}}\n",
 		"plain holds L4":          "kiln: {plain: {level: L1, holds: [L4], reason: r}}\n",
+		"deliberate at L4":        "kiln: {deliberate: Kaniko defect}\n",
 	}
 	for what, manifest := range bad {
 		if err := Parse([]byte(manifest), &Case{Name: "demo"}); err == nil {
@@ -89,6 +90,16 @@ func TestKilnExpectedLevel(t *testing.T) {
 	}
 	if e := own.Kiln.For(false); e.Level != LevelDigest {
 		t.Errorf("a plain expectation changed the root one: %+v", e)
+	}
+	deliberate := &Case{Name: "demo"}
+	if err := Parse([]byte("kiln: {level: L2, reason: link names, deliberate: Docker refuses absolute links}\n"), deliberate); err != nil {
+		t.Fatal(err)
+	}
+	if e := deliberate.Kiln.For(false); e.Deliberate != "Docker refuses absolute links" {
+		t.Errorf("deliberate expectation = %+v", e)
+	}
+	if e := deliberate.Kiln.ForPlain(); e.Level != LevelFiles || e.Deliberate == "" {
+		t.Errorf("plain expectation of a deliberate L2 case = %+v, want it deliberate below L3 too", e)
 	}
 }
 

@@ -31,12 +31,13 @@ func TestClassifyKiln(t *testing.T) {
 	}
 	for message, want := range map[string]string{
 		msg: golden.ClassRunFailed,
-		`failed to solve: failed to load cache key: invalid response status 404`:                                                  golden.ClassFetchFailed,
-		`failed to solve: busybox:nope: failed to resolve source metadata for docker.io/library/busybox:nope`:                     golden.ClassBaseMissing,
-		`failed to solve: failed to compute cache key: "/missing.txt": not found`:                                                 golden.ClassSourceMissing,
-		`dockerfile parse error on line 2: unknown instruction: FROBNICATE`:                                                       golden.ClassParse,
-		`error building image: COPY a.txt /: a.txt not found in the build context /src: source paths are relative to the context`: golden.ClassSourceMissing,
-		`error building image: COPY --from=biuld: no stage is named biuld, and as an image it could not be retrieved (404)`:       golden.ClassBaseMissing,
+		`failed to solve: failed to load cache key: invalid response status 404`:                                                                       golden.ClassFetchFailed,
+		`failed to solve: busybox:nope: failed to resolve source metadata for docker.io/library/busybox:nope`:                                          golden.ClassBaseMissing,
+		`failed to solve: failed to compute cache key: "/missing.txt": not found`:                                                                      golden.ClassSourceMissing,
+		`dockerfile parse error on line 2: unknown instruction: FROBNICATE`:                                                                            golden.ClassParse,
+		`error building image: COPY a.txt /: a.txt not found in the build context /src: source paths are relative to the context`:                      golden.ClassSourceMissing,
+		`error building image: COPY --from=biuld: no stage is named biuld, and as an image it could not be retrieved (404)`:                            golden.ClassBaseMissing,
+		`error building image: RUN echo hi: starting command: exec: "/bin/sh": stat /bin/sh: no such file or directory: the stage has no such program`: golden.ClassSourceMissing,
 		`something unforeseen`: golden.ClassOther,
 	} {
 		if got := ClassifyKiln(message); got != want {
@@ -144,7 +145,7 @@ func TestCompareLevels(t *testing.T) {
 func TestReport(t *testing.T) {
 	c := &corpus.Case{Name: "demo"}
 	results := []*Result{
-		{Case: c, Mode: Root, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs"}, Status: AsExpected,
+		{Case: c, Mode: Root, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs", Deliberate: "Kaniko defect"}, Status: AsExpected,
 			Comparison: Comparison{Level: corpus.LevelFiles, Pass: [LevelCount]bool{true, true, true},
 				Diffs: [LevelCount][]string{corpus.LevelLayers: {"layer 1: only in kiln: x"}}}},
 		{Case: c, Mode: Rootless, Expected: corpus.Expectation{Level: corpus.LevelFiles, Reason: "history differs"}, Status: Regressed,
@@ -155,10 +156,10 @@ func TestReport(t *testing.T) {
 	}
 	report := Report(results)
 	for _, want := range []string{
-		"| root | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 0 (0%) | 0 (0%) | 0 | 0 | 0 | 0 |",
-		"| rootless | cumulative | 1 | 1 (100%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 (0%) | 1 | 0 | 0 | 0 |",
-		"| plain | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | n/a | 0 | 0 | 0 | 0 |",
-		"| demo | L2 | L0 (REGRESSED; expected L2) | L3 | history differs |",
+		"| root | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 0 (0%) | 0 (0%) | 1 | 0 | 0 | 0 | 0 |",
+		"| rootless | cumulative | 1 | 1 (100%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 (0%) | 0 | 1 | 0 | 0 | 0 |",
+		"| plain | cumulative | 1 | 1 (100%) | 1 (100%) | 1 (100%) | 1 (100%) | n/a | 0 | 0 | 0 | 0 | 0 |",
+		"| demo | L2 | L0 (REGRESSED; expected L2) | L3 | history differs — *deliberate*: Kaniko defect / history differs |",
 		"### demo (root)", "`layer 1: only in kiln: x`",
 		"### demo (rootless)", "`config.User: kaniko (absent), kiln \"app\"`",
 	} {
