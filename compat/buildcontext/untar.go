@@ -77,10 +77,13 @@ func extractWithin(r io.Reader, dir string, space room) error {
 	}
 	x := &extractor{root: root, chown: os.Geteuid() == 0, dirs: map[string]*tar.Header{}, maxName: maxPathLen - len(abs) - 1, left: space}
 	tr := tar.NewReader(stream)
-	for {
+	for first := true; ; first = false {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if err != nil && first {
+			return fmt.Errorf("the data is not a tar archive or a gzip of one (%w)", err)
 		}
 		if err != nil {
 			return fmt.Errorf("reading tar: %w", err)

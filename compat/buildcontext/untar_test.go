@@ -312,3 +312,30 @@ func TestExtractStopsWhenTheFilesystemIsFull(t *testing.T) {
 		t.Errorf("exactly enough room: %v", err)
 	}
 }
+
+// testdata/sparse-bomb.tar.gz is 360 bytes made by GNU tar --sparse from a
+// Dockerfile and an empty 1 TiB file: unpacked without the limit it wrote
+// gigabytes of zeros within seconds.
+func TestExtractRefusesASparseBomb(t *testing.T) {
+	f, err := os.Open("testdata/sparse-bomb.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	err = extractWithin(f, dir, room{bytes: 1 << 30, files: -1}) // 1 GiB free
+	var limit *LimitError
+	if !errors.As(err, &limit) || limit.Entry != "bomb.bin" || !strings.Contains(err.Error(), "declares 1099511627776 bytes") {
+		t.Fatalf("extract = %v, want a LimitError for bomb.bin", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "bomb.bin")); err == nil {
+		t.Errorf("bomb.bin was written (%d bytes)", fi.Size())
+	}
+}
+
+func TestExtractSaysWhenItIsNoArchive(t *testing.T) {
+	err := extractTar(strings.NewReader("<html>404 not found</html>\n"), t.TempDir())
+	if err == nil || !strings.HasPrefix(err.Error(), "the data is not a tar archive or a gzip of one") {
+		t.Errorf("HTML: %v", err)
+	}
+}
