@@ -19,7 +19,9 @@ func TestExplainMistake(t *testing.T) {
 		// As BuildKit v0.34 words a COPY of a missing file.
 		`failed to solve: failed to compute cache key: failed to calculate checksum of ref ttoru1::cqwj2: "/missing.txt": not found`: "missing.txt not found in the build context /workspace/",
 		`retrieving base image biuld: GET https://index.docker.io/v2/library/biuld/manifests/latest: UNAUTHORIZED`:                   "COPY --from=biuld: no stage is named biuld",
-		`lstat /workspace/private: permission denied`: "cannot read /workspace/private in the build context /workspace/",
+		`lstat /workspace/private: permission denied`:                                                                  "cannot read /workspace/private in the build context /workspace/",
+		`failed to solve: failed to compute cache key: failed to calculate checksum of ref m90a::l7sm: too many links`: "a source in the build context /workspace/ is a symlink loop",
+		"failed to solve: failed to process \"${B\": unsupported modifier (\uFFFD) in substitution":                    `"${B" is not a valid variable expansion (unsupported modifier (end of text) in substitution)`,
 	}
 	for report, want := range cases {
 		got := explainMistake(&BuildError{Err: errors.New(report), Code: 1}, at)
