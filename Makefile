@@ -61,9 +61,18 @@ deps:
 workspace:
 	./hack/buildkit-workspace.sh
 
+# Fuzz targets (docs/reliability.md): PACKAGE:TARGET. make test fuzzes each
+# briefly after running its committed corpus; make reliability longer.
+FUZZ_TARGETS = ./flagmap:FuzzParse ./compat:FuzzDockerfileRewriters ./compat:FuzzStepNames \
+	./compat/buildcontext:FuzzExtractTar ./compat/buildcontext:FuzzTarRoundTrip ./compat/shape:FuzzShapeRunLayer
+# Minimizing a new input re-runs it thousands of times; unbounded, it takes the whole budget.
+fuzz = for t in $(FUZZ_TARGETS); do \
+	$(GO) test -count=1 -timeout 20m -run '^$$' -fuzz "^$${t\#\#*:}$$" -fuzztime $(1) -fuzzminimizetime 50x "$${t%%:*}" || exit 1; done
+
 test: deps workspace build image
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 60m ./...
+	$(call fuzz,10s)
 
 # A real build with no internet: local registry + a busybox base made from Debian's busybox-static.
 demo: deps build
@@ -89,14 +98,14 @@ conformance: deps build workspace image
 
 # The reliability cases (docs/reliability.md), verbose; they also run in make test,
 # where TestConcurrentBuilds runs 3 builds at once instead of 8 (KILN_RELIABILITY_FULL).
-RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost|TestRegistryRetries|TestRegistryFaults|TestStalledRegistryEndsWithTheJobsDeadline|TestRunForkedDaemonIsGone|TestRunIgnoringSIGTERMStopsWithTheJob|TestDaemonKilledMidBuild|TestDaemonStoppedMidBuild|TestStateFilesystemFull|TestContextUnreadableMidway|TestConcurrentBuilds
+RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost|TestRegistryRetries|TestRegistryFaults|TestStalledRegistryEndsWithTheJobsDeadline|TestRunForkedDaemonIsGone|TestRunIgnoringSIGTERMStopsWithTheJob|TestDaemonKilledMidBuild|TestDaemonStoppedMidBuild|TestStateFilesystemFull|TestContextUnreadableMidway|TestConcurrentBuilds|TestHostileInput
 reliability: deps build
 	KILN_RELIABILITY_FULL=1 $(GO) test -count=1 -timeout 30m -v -run '^($(RELIABILITY_E2E))$$' ./e2e
 	$(GO) test -count=1 -timeout 10m -v -run 'TestDaemonDiesWithKilledExecutor|Secret|Mistake|Progress|DaemonRefusal' ./executor
 	$(GO) test -count=1 -timeout 10m -v -run 'TestPushFaults|TestStalledPushEndsWithTheJobsDeadline|TestPushRetry' ./executor/publish
 	$(GO) test -count=1 -timeout 5m -v -run 'TestNetworkFaults|TestManifestFindsAPartialImage|TestOpenEndedRange|TestFault' ./internal/testenv
 	$(GO) test -count=1 -timeout 5m -v -run 'TestSignalStopsTheBuild' ./cli
-	$(GO) test -count=1 -timeout 10m -run '^$$' -fuzz FuzzStepNames -fuzztime 60s ./compat
+	$(call fuzz,2m)
 
 # kiln vs Kaniko v1.23.2 (and docker build when an engine runs); not part of make test.
 # BENCH_FLAGS e.g. -scenarios small,parallel -runs 5

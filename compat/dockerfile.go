@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/linter"
@@ -209,7 +210,13 @@ func ParseDockerfile(path string, buildArgs []string) (*Dockerfile, error) {
 func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfile, error) {
 	result, err := parser.Parse(bytes.NewReader(dt))
 	if err != nil {
+		if line, ok := overlongLine(dt); ok {
+			return nil, fmt.Errorf("%s: line %d is longer than the %d bytes BuildKit's parser reads in one line: split it with \\ continuations, or move the data into a file of the context", path, line, maxLineLength)
+		}
 		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if err := checkInstructionBytes(path, result.AST); err != nil {
+		return nil, err
 	}
 	df := &Dockerfile{Path: path}
 	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
@@ -306,6 +313,45 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		}
 	}
 	return df, nil
+}
+
+// maxLineLength is BuildKit's parser limit on one physical line, which it
+// reports without the line number.
+const maxLineLength = 65535
+
+// overlongLine finds the first line longer than maxLineLength.
+func overlongLine(dt []byte) (line int, found bool) {
+	for n, text := range bytes.Split(dt, []byte("\n")) {
+		if len(text) > maxLineLength {
+			return n + 1, true
+		}
+	}
+	return 0, false
+}
+
+// checkInstructionBytes refuses instructions BuildKit cannot carry: it
+// sends them as protobuf strings, so a byte that is not UTF-8 fails the
+// build with "string field contains invalid UTF-8" and a NUL byte with an
+// rpc error, neither naming the line.
+func checkInstructionBytes(path string, ast *parser.Node) error {
+	for _, node := range ast.Children {
+		texts := []string{node.Original}
+		for _, h := range node.Heredocs {
+			texts = append(texts, h.Content)
+		}
+		// The instruction as written: upper-casing would hide bad bytes.
+		instruction, _, _ := strings.Cut(strings.TrimSpace(node.Original), " ")
+		instruction = flagmap.Printable(instruction)
+		for _, text := range texts {
+			switch {
+			case !utf8.ValidString(text):
+				return fmt.Errorf("%s: line %d: %s has bytes that are not UTF-8, which BuildKit cannot carry: write them as escapes (printf '\\377') or save the file as UTF-8", path, node.StartLine, instruction)
+			case strings.ContainsRune(text, 0):
+				return fmt.Errorf("%s: line %d: %s contains a NUL byte: remove it (a file saved as UTF-16 reads so; save it as UTF-8)", path, node.StartLine, instruction)
+			}
+		}
+	}
+	return nil
 }
 
 // checkExposes finds the first EXPOSE whose protocol Kaniko rejects (it

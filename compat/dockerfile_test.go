@@ -381,3 +381,19 @@ func TestWithStageNames(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRefusesBytesBuildKitCannotCarry(t *testing.T) {
+	for dockerfile, want := range map[string]string{
+		"FROM busybox\nRUN echo '\xff\xfe' > /f\n":                      "Dockerfile: line 2: RUN has bytes that are not UTF-8",
+		"FROM busybox\nCOPY <<EOF /f\n\xc3\x28\nEOF\n":                  "Dockerfile: line 2: COPY has bytes that are not UTF-8",
+		"FROM busybox\nRUN true\nCOPY a\x00 /\n":                        "Dockerfile: line 3: COPY contains a NUL byte",
+		"# comment \xff is never sent\nFROM busybox\nRUN true\n":        "",
+		"\xff\xfeFROM busybox\n":                                        `Dockerfile: line 1: \xff\xfeFROM has bytes that are not UTF-8`,
+		"FROM busybox\n\nRUN echo " + strings.Repeat("x", 70000) + "\n": "Dockerfile: line 3 is longer than the 65535 bytes",
+	} {
+		_, err := ParseDockerfileBytes("Dockerfile", []byte(dockerfile), nil)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.HasPrefix(err.Error(), want)) {
+			t.Errorf("%q: %v, want %q", dockerfile, err, want)
+		}
+	}
+}

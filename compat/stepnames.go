@@ -105,7 +105,9 @@ func shownPattern(lex *shell.Lex, text string) *regexp.Regexp {
 	}
 	parts := strings.Split(upperFirstWord(shown), substituted)
 	for i, p := range parts {
-		parts[i] = regexp.QuoteMeta(p)
+		// A regexp must be UTF-8, and reads each bad byte of a name as
+		// U+FFFD, as converting to runes does.
+		parts[i] = regexp.QuoteMeta(string([]rune(p)))
 	}
 	return regexp.MustCompile(`^(?s:` + strings.Join(parts, `.*`) + `)$`)
 }

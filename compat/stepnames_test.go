@@ -75,3 +75,13 @@ func FuzzStepNames(f *testing.F) {
 		}
 	})
 }
+
+func TestStepNamesOfBytesThatAreNotUTF8(t *testing.T) {
+	steps, err := NewStepNames([]byte("FROM a\nRUN echo \xff\xfe $X\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := steps.Written("[2/2] RUN echo \xff\xfe value"); !ok || got != "[2/2] RUN echo \xff\xfe $X" {
+		t.Errorf("Written = %q, %v", got, ok)
+	}
+}

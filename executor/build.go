@@ -130,14 +130,15 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil {
 		return err
 	}
-	volumeDirs, err := stageVolumeDirs(dockerfile, content, work)
-	if err != nil {
-		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
-	}
-	// Errors name the user's Dockerfile, not the private copy.
+	// Errors name the user's Dockerfile, not the private copy. Parsed
+	// first: its errors name the line and the fix.
 	parsed, err := compat.ParseDockerfileBytes(b.dockerfile, content, opts.BuildArgs)
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %w", err)
+	}
+	volumeDirs, err := stageVolumeDirs(dockerfile, content, work)
+	if err != nil {
+		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
 	// Without a stage at all (and no --target) BuildKit reports the error.
 	kanikoStages, err := parsed.KanikoStages(opts.Target, opts.SkipUnusedStages)

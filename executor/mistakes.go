@@ -76,6 +76,22 @@ var mistakes = []mistake{
 		},
 	},
 	{
+		// COPY/ADD of a symlink in the context that leads to itself.
+		report: regexp.MustCompile(`failed to calculate checksum of ref \S+: too many links`),
+		explain: func(m []string, at buildSite) string {
+			return fmt.Sprintf("%sa source in the build context %s is a symlink loop (too many levels of links): fix the link, or exclude it in .dockerignore",
+				at.prefix(), at.context)
+		},
+	},
+	{
+		// A ${...} the Dockerfile's word expansion cannot read.
+		report: regexp.MustCompile(`failed to process "([^"]*)": (.*)$`),
+		explain: func(m []string, at buildSite) string {
+			return fmt.Sprintf("%s%q is not a valid variable expansion (%s): write $NAME, ${NAME}, ${NAME:-default} or ${NAME:+alternative}, and \\$ for a literal $",
+				at.prefix(), m[1], strings.ReplaceAll(m[2], "\uFFFD", "end of text"))
+		},
+	},
+	{
 		// A context directory the executor's user cannot read (files are
 		// caught as they are sent, see contextread.go).
 		report: regexp.MustCompile(`(?:open|lstat|stat) (\S+): permission denied`),

@@ -23,6 +23,8 @@ func TestExplainMistake(t *testing.T) {
 		// As BuildKit v0.34 words an export into a full work dir.
 		`failed to solve: failed to copy: failed to send write: rpc error: code = Unknown desc = write /run/user/1000/kiln-build-1/oci/ingest/ab/data: no space left on device`: "no space left on device in /run/user/1000, which holds",
 		`RUN could not start its command: exec: "/bin/sh": stat /bin/sh: no such file or directory`:                                                                             `starting command: exec: "/bin/sh": stat /bin/sh: no such file or directory: the stage has no such program`,
+		`failed to solve: failed to compute cache key: failed to calculate checksum of ref m90a::l7sm: too many links`:                                                          "a source in the build context /workspace/ is a symlink loop",
+		"failed to solve: failed to process \"${B\": unsupported modifier (\uFFFD) in substitution":                                                                             `"${B" is not a valid variable expansion (unsupported modifier (end of text) in substitution)`,
 	}
 	for report, want := range cases {
 		got := explainMistake(&BuildError{Err: errors.New(report), Code: 1}, at)

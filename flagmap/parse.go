@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/containerd/platforms"
 	"github.com/spf13/pflag"
@@ -99,7 +101,24 @@ func (e *UsageError) Error() string { return e.Msg }
 func (e *UsageError) ExitCode() int { return 1 }
 
 func usageErrorf(flag, format string, args ...any) *UsageError {
-	return &UsageError{Flag: flag, Msg: fmt.Sprintf(format, args...)}
+	return &UsageError{Flag: flag, Msg: Printable(fmt.Sprintf(format, args...))}
+}
+
+// Printable escapes what would break a one-line message or a terminal:
+// control characters (a newline in a flag value) and invalid UTF-8.
+func Printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], string(utf8.RuneError)):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !unicode.IsPrint(r) && r != ' ':
+			b.WriteString(strings.Trim(strconv.QuoteRune(r), "'"))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Parse turns Kaniko's command line (without the program name) and its
@@ -199,14 +218,14 @@ func flagValues(fs *pflag.FlagSet) []*fieldValue {
 	return out
 }
 
-// record appends a command-line value to the Given entry of its spelling.
+// record appends a command-line value to Given, to the last entry when it
+// has the same spelling: merging with an earlier one would lose which of
+// two spellings of a flag came last.
 func (inv *Invocation) record(row *Flag, value string) {
 	spelling := "--" + row.Name
-	for i := range inv.Given {
-		if inv.Given[i].Spelling == spelling {
-			inv.Given[i].Values = append(inv.Given[i].Values, value)
-			return
-		}
+	if n := len(inv.Given); n > 0 && inv.Given[n-1].Spelling == spelling {
+		inv.Given[n-1].Values = append(inv.Given[n-1].Values, value)
+		return
 	}
 	inv.Given = append(inv.Given, Given{Flag: row, Spelling: spelling, Values: []string{value}})
 }
@@ -223,8 +242,10 @@ func (inv *Invocation) lastValue(row *Flag) (string, bool) {
 }
 
 func (inv *Invocation) warnDeprecated() {
+	warned := map[string]bool{}
 	for _, g := range inv.Given {
-		if g.Flag.AliasOf != "" {
+		if g.Flag.AliasOf != "" && !warned[g.Spelling] {
+			warned[g.Spelling] = true
 			inv.warn(fmt.Sprintf("Flag --%s is deprecated. Use: --%s", g.Flag.Name, g.Flag.AliasOf))
 		}
 	}

@@ -323,3 +323,16 @@ func TestErrorsDoNotLeakCredentials(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintableEscapesWhatBreaksALine(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text é":     "plain text é",
+		"a\nb\tc\x00":      `a\nb\tc\x00`,
+		"bad \xff\xfe utf": `bad \xff\xfe utf`,
+		"\u2028sep":        `\u2028sep`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -239,8 +239,9 @@ func fetchTar(source string, stdin io.Reader, dir string) error {
 // already explain themselves.
 func describeTarError(err error, fix string) error {
 	var unsafe *UnsafeEntryError
+	var limit *LimitError
 	switch {
-	case err == nil, errors.As(err, &unsafe):
+	case err == nil, errors.As(err, &unsafe), errors.As(err, &limit):
 		return err
 	case errors.Is(err, errEmptyArchive):
 		return fmt.Errorf("%w; %s", err, fix)

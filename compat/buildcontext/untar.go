@@ -11,9 +11,13 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var gzipMagic = []byte{0x1f, 0x8b}
@@ -27,6 +31,27 @@ var errEmptyArchive = errors.New("the archive is empty")
 // missing gzip magic). Every entry is written through an os.Root, so no
 // entry, link or chain of symlinks can reach outside dir.
 func extractTar(r io.Reader, dir string) error {
+	return extractWithin(r, dir, roomIn(dir))
+}
+
+// room is what a filesystem can still take; -1 means no known limit.
+type room struct{ bytes, files int64 }
+
+func roomIn(dir string) room {
+	var fs unix.Statfs_t
+	if unix.Statfs(dir, &fs) != nil {
+		return room{-1, -1}
+	}
+	r := room{int64(fs.Bavail) * fs.Bsize, int64(fs.Ffree)}
+	if fs.Files == 0 { // no inode limit (btrfs, some overlays)
+		r.files = -1
+	}
+	return r
+}
+
+// extractWithin is extractTar refusing, from the headers alone, an archive
+// that declares more than space holds.
+func extractWithin(r io.Reader, dir string, space room) error {
 	buffered := bufio.NewReader(r)
 	magic, err := buffered.Peek(len(gzipMagic))
 	if len(magic) == 0 && errors.Is(err, io.EOF) {
@@ -46,12 +71,19 @@ func extractTar(r io.Reader, dir string) error {
 		return err
 	}
 	defer root.Close()
-	x := &extractor{root: root, chown: os.Geteuid() == 0, dirs: map[string]*tar.Header{}}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	x := &extractor{root: root, chown: os.Geteuid() == 0, dirs: map[string]*tar.Header{}, maxName: maxPathLen - len(abs) - 1, left: space}
 	tr := tar.NewReader(stream)
-	for {
+	for first := true; ; first = false {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if err != nil && first {
+			return fmt.Errorf("the data is not a tar archive or a gzip of one (%w)", err)
 		}
 		if err != nil {
 			return fmt.Errorf("reading tar: %w", err)
@@ -63,9 +95,40 @@ func extractTar(r io.Reader, dir string) error {
 	return x.finishDirs()
 }
 
+// maxPathLen is Linux's PATH_MAX: BuildKit reads the context by absolute
+// path, so no entry may make a longer one (Kaniko fails on them too).
+const maxPathLen = 4096
+
+// LimitError names an archive entry the machine cannot hold: a path too
+// long, or more data or files than the disk has room for. It is found
+// from the headers, before the data is written, so a tar bomb (a small
+// compressed archive declaring terabytes) fails at once.
+type LimitError struct {
+	Entry  string
+	Reason string
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("tar entry %s %s", shortName(e.Entry), e.Reason)
+}
+
+// shortName quotes an entry name for a one-line message, cut in the middle
+// when long.
+func shortName(name string) string {
+	if len(name) > 120 {
+		name = name[:60] + "…" + name[len(name)-40:]
+	}
+	return strconv.Quote(name)
+}
+
 type extractor struct {
 	root  *os.Root
 	chown bool
+	// maxName is the longest entry name that keeps the absolute path within
+	// maxPathLen; left is the room the filesystem had, less what the
+	// archive's entries declared so far.
+	maxName int
+	left    room
 	// dirs keeps each directory's header: modes and mtimes are applied at the
 	// end, so a read-only directory can still be filled and its mtime is not
 	// bumped by the entries written into it.
@@ -80,7 +143,7 @@ type UnsafeEntryError struct {
 }
 
 func (e *UnsafeEntryError) Error() string {
-	return fmt.Sprintf("tar entry %q %s; refusing the archive (entries must stay inside the context)", e.Entry, e.Reason)
+	return fmt.Sprintf("tar entry %s %s; refusing the archive (entries must stay inside the context)", shortName(e.Entry), e.Reason)
 }
 
 // entryPath validates a tar name (or hard link target) and returns it in
@@ -102,7 +165,7 @@ func entryError(name string, err error) error {
 	if strings.Contains(err.Error(), "path escapes from parent") {
 		return &UnsafeEntryError{Entry: name, Reason: "reaches through a symlink that leads outside the context"}
 	}
-	return fmt.Errorf("tar entry %q: %w", name, err)
+	return fmt.Errorf("tar entry %s: %w", shortName(name), err)
 }
 
 func (x *extractor) entry(hdr *tar.Header, content io.Reader) error {
@@ -110,12 +173,37 @@ func (x *extractor) entry(hdr *tar.Header, content io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if err := x.reserve(hdr, name); err != nil {
+		return err
+	}
 	if err := x.writeEntry(name, hdr, content); err != nil {
 		var unsafe *UnsafeEntryError
 		if errors.As(err, &unsafe) {
 			return err
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("the archive ends inside tar entry %s: it is truncated or corrupt", shortName(hdr.Name))
+		}
 		return entryError(hdr.Name, err)
+	}
+	return nil
+}
+
+// reserve checks an entry against the limits before anything is written.
+func (x *extractor) reserve(hdr *tar.Header, name string) error {
+	if len(name) > x.maxName {
+		return &LimitError{Entry: hdr.Name, Reason: fmt.Sprintf("is %d bytes long: unpacked, its path would exceed the %d bytes a path may have; shorten the archive's paths", len(name), maxPathLen)}
+	}
+	if x.left.files >= 0 {
+		if x.left.files--; x.left.files < 0 {
+			return &LimitError{Entry: hdr.Name, Reason: "is one file more than the filesystem the context is unpacked to has room for (no inodes left); use an archive with fewer files or free space there"}
+		}
+	}
+	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeRegA {
+		if hdr.Size > x.left.bytes && x.left.bytes >= 0 {
+			return &LimitError{Entry: hdr.Name, Reason: fmt.Sprintf("declares %d bytes, more than the %d bytes left where the context is unpacked; use a smaller context or free space there", hdr.Size, x.left.bytes)}
+		}
+		x.left.bytes -= hdr.Size
 	}
 	return nil
 }
@@ -159,7 +247,7 @@ func (x *extractor) writeEntry(name string, hdr *tar.Header, content io.Reader) 
 	case tar.TypeLink:
 		target, err := entryPath(hdr.Linkname)
 		if err != nil {
-			return &UnsafeEntryError{Entry: hdr.Name, Reason: fmt.Sprintf("is a hard link to %q outside the context", hdr.Linkname)}
+			return &UnsafeEntryError{Entry: hdr.Name, Reason: fmt.Sprintf("is a hard link to %s outside the context", shortName(hdr.Linkname))}
 		}
 		if err := x.replace(name); err != nil {
 			return err

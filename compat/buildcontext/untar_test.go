@@ -21,7 +21,7 @@ type tarEntry struct {
 
 var testMtime = time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 
-func makeTar(t *testing.T, compress bool, entries ...tarEntry) []byte {
+func makeTar(t testing.TB, compress bool, entries ...tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	var gz *gzip.Writer
@@ -64,7 +64,7 @@ func makeTar(t *testing.T, compress bool, entries ...tarEntry) []byte {
 }
 
 // sampleContext is an ordinary context: nested dirs, modes, links.
-func sampleContext(t *testing.T, compress bool) []byte {
+func sampleContext(t testing.TB, compress bool) []byte {
 	return makeTar(t, compress,
 		tarEntry{name: "./", typ: tar.TypeDir, mode: 0o755},
 		tarEntry{name: "Dockerfile", body: "FROM scratch\nCOPY . /\n"},
@@ -245,5 +245,97 @@ func TestExtractRejectsGarbage(t *testing.T) {
 	truncated := sampleContext(t, true)
 	if err := extractTar(bytes.NewReader(truncated[:len(truncated)/2]), t.TempDir()); err == nil {
 		t.Error("truncated gzip accepted")
+	}
+}
+
+// headerOnly is an archive whose one entry declares size bytes and
+// carries body: a tar bomb's shape, or a truncated download.
+func headerOnly(t *testing.T, name string, size int64, body string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: size, Mode: 0o644, ModTime: testMtime}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush() // fails: the data is short, as intended
+	return buf.Bytes()
+}
+
+func TestExtractRefusesWhatCannotFit(t *testing.T) {
+	cases := map[string]struct {
+		archive []byte
+		want    string
+	}{
+		"declares a petabyte": {headerOnly(t, "bomb.bin", 1<<50, ""), `tar entry "bomb.bin" declares 1125899906842624 bytes, more than the`},
+		"path longer than PATH_MAX": {makeTar(t, true, tarEntry{name: strings.Repeat("deep/", 820) + "f", body: "x"}),
+			"bytes long: unpacked, its path would exceed the 4096 bytes a path may have"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			err := extractTar(bytes.NewReader(tc.archive), dir)
+			var limit *LimitError
+			if !errors.As(err, &limit) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("extract = %v, want a LimitError containing %q", err, tc.want)
+			}
+			if len(err.Error()) > 400 || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is %d bytes or several lines: %q", len(err.Error()), err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("something was written before the refusal: %v", entries)
+			}
+		})
+	}
+}
+
+func TestExtractNamesATruncatedEntry(t *testing.T) {
+	err := extractTar(bytes.NewReader(headerOnly(t, "half.bin", 4096, "only a few bytes")), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), `the archive ends inside tar entry "half.bin": it is truncated or corrupt`) {
+		t.Fatalf("extract = %v", err)
+	}
+}
+
+func TestExtractStopsWhenTheFilesystemIsFull(t *testing.T) {
+	archive := makeTar(t, true, tarEntry{name: "a", body: "12345"}, tarEntry{name: "b", body: "678"}, tarEntry{name: "c", body: ""})
+	err := extractWithin(bytes.NewReader(archive), t.TempDir(), room{bytes: 7, files: -1})
+	if err == nil || !strings.Contains(err.Error(), `tar entry "b" declares 3 bytes, more than the 2 bytes left`) {
+		t.Errorf("7 bytes free: %v", err)
+	}
+	err = extractWithin(bytes.NewReader(archive), t.TempDir(), room{bytes: -1, files: 2})
+	if err == nil || !strings.Contains(err.Error(), `tar entry "c" is one file more than the filesystem`) {
+		t.Errorf("2 inodes free: %v", err)
+	}
+	if err := extractWithin(bytes.NewReader(archive), t.TempDir(), room{bytes: 8, files: 3}); err != nil {
+		t.Errorf("exactly enough room: %v", err)
+	}
+}
+
+// testdata/sparse-bomb.tar.gz is 360 bytes made by GNU tar --sparse from a
+// Dockerfile and an empty 1 TiB file: unpacked without the limit it wrote
+// gigabytes of zeros within seconds.
+func TestExtractRefusesASparseBomb(t *testing.T) {
+	f, err := os.Open("testdata/sparse-bomb.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	err = extractWithin(f, dir, room{bytes: 1 << 30, files: -1}) // 1 GiB free
+	var limit *LimitError
+	if !errors.As(err, &limit) || limit.Entry != "bomb.bin" || !strings.Contains(err.Error(), "declares 1099511627776 bytes") {
+		t.Fatalf("extract = %v, want a LimitError for bomb.bin", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "bomb.bin")); err == nil {
+		t.Errorf("bomb.bin was written (%d bytes)", fi.Size())
+	}
+}
+
+func TestExtractSaysWhenItIsNoArchive(t *testing.T) {
+	err := extractTar(strings.NewReader("<html>404 not found</html>\n"), t.TempDir())
+	if err == nil || !strings.HasPrefix(err.Error(), "the data is not a tar archive or a gzip of one") {
+		t.Errorf("HTML: %v", err)
 	}
 }

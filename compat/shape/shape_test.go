@@ -22,6 +22,16 @@ type tarEntry struct {
 
 func layerOf(t *testing.T, entries ...tarEntry) v1.Layer {
 	t.Helper()
+	data := tarOf(t, entries...)
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func tarOf(t testing.TB, entries ...tarEntry) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
@@ -33,12 +43,7 @@ func layerOf(t *testing.T, entries ...tarEntry) v1.Layer {
 		io.WriteString(tw, e.body)
 	}
 	tw.Close()
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return buf.Bytes()
 }
 
 var buildTime = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
