@@ -122,12 +122,38 @@ func ContextMatcher(dir string, dockerignore []byte) (func(pattern string) (bool
 			return nil, err
 		}
 	}
-	kept := func(rel string) (bool, error) {
+	keptItself := func(rel string) (bool, error) {
 		if pm == nil {
 			return true, nil
 		}
 		excluded, err := pm.MatchesOrParentMatches(rel)
 		return !excluded, err
+	}
+	// An excluded directory still gives what a negation (!dir/file)
+	// brings back.
+	kept := func(rel string) (bool, error) {
+		if ok, err := keptItself(rel); ok || err != nil {
+			return ok, err
+		}
+		found := false
+		root := filepath.Join(dir, filepath.FromSlash(rel))
+		err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil || p == root {
+				return err
+			}
+			sub, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			if found, err = keptItself(filepath.ToSlash(sub)); found || err != nil {
+				return errors.Join(err, filepath.SkipAll)
+			}
+			return nil
+		})
+		if errors.Is(err, filepath.SkipAll) {
+			err = nil
+		}
+		return found, err
 	}
 	return func(pattern string) (bool, error) {
 		if pattern == "" || pattern == "." {

@@ -23,7 +23,7 @@ func TestWithIgnoredSources(t *testing.T) {
 
 func TestContextMatcher(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"app.txt", "secret.txt", "docs/a.md", "keep/x.log"} {
+	for _, f := range []string{"app.txt", "secret.txt", "docs/a.md", "keep/x.log", "vendor/a.txt", "vendor/keep/b.txt"} {
 		p := filepath.Join(dir, filepath.FromSlash(f))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -32,7 +32,7 @@ func TestContextMatcher(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	matches, err := ContextMatcher(dir, []byte("secret.txt\ndocs\n*.log\n!keep/x.log\n"))
+	matches, err := ContextMatcher(dir, []byte("secret.txt\ndocs\n*.log\n!keep/x.log\nvendor\n!vendor/keep/b.txt\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +40,8 @@ func TestContextMatcher(t *testing.T) {
 		"app.txt": true, "secret.txt": false, "missing": false, "docs/a.md": false,
 		"*.txt": true, "secret.tx[t]": false, "*.nothing": false, "*.md": false, // Kaniko matches whole relative paths
 		"docs/*": false, "keep/*.log": true, "": true,
+		// An excluded directory still holds what a negation brings back.
+		"vendor": true, "vendor/": true, "vendor/a.txt": false, "docs": false,
 	} {
 		got, err := matches(pattern)
 		if err != nil || got != want {
