@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -30,7 +31,7 @@ func WithIgnoredSources(dt, dockerignore []byte) (rewritten []byte, changed bool
 	}
 	pm, err := patternmatcher.New(patterns)
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf(".dockerignore: %w: check its patterns' [ ] and \\ (BuildKit refuses the file too)", err)
 	}
 	result, err := parser.Parse(bytes.NewReader(dt))
 	if err != nil {
