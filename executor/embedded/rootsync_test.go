@@ -157,6 +157,31 @@ func TestMountStubDirectoriesAreNotResults(t *testing.T) {
 	}
 }
 
+// TestEmptyImageDirectoriesReachTheRoot: an empty directory of the image
+// whose skipped paths are absent (Debian's /tmp; apt's key directory under
+// it is skipped) is created in the root, with its mode: apt writes there.
+func TestEmptyImageDirectoriesReachTheRoot(t *testing.T) {
+	root, snapshot := t.TempDir(), t.TempDir()
+	if err := os.Mkdir(filepath.Join(snapshot, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(snapshot, "tmp"), os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	skip := newSkipList()
+	skip.addPrefix("/tmp/apt-key-gpghome")
+	if err := syncTree(snapshot, root, skip, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(root, "tmp"))
+	if err != nil {
+		t.Fatalf("the image's empty /tmp is not in the root: %v", err)
+	}
+	if fi.Mode()&(os.ModePerm|os.ModeSticky) != os.ModePerm|os.ModeSticky {
+		t.Errorf("/tmp has mode %v, want 1777", fi.Mode())
+	}
+}
+
 func TestLinkTreeKeepsAndRestoresTheSameFiles(t *testing.T) {
 	root, stash := t.TempDir(), filepath.Join(t.TempDir(), "stash")
 	writeTree(t, root, map[string]string{"bin/tool": "kiln's own", "etc/hosts": "runtime"})

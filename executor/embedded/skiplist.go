@@ -71,7 +71,9 @@ func (s *skipList) holdsOnlySkipped(root, rel string) bool {
 		return false
 	}
 	names, err := readNames(filepath.Join(root, rel))
-	if err != nil {
+	if err != nil || len(names) == 0 {
+		// An empty directory is the image's own (/tmp, which holds
+		// apt's skipped key directory only while apt runs).
 		return false
 	}
 	for _, name := range names {
