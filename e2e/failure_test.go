@@ -29,12 +29,13 @@ const wrongPassword = "not-the-password-4471"
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Port 1 is never handed out as an ephemeral port, so no registry the
+	// suite starts meanwhile can take it (a port freed by Close could).
+	const addr = "127.0.0.1:1"
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("something listens on %s; the unreachable-registry case needs it closed", addr)
 	}
-	addr := l.Addr().String()
-	l.Close()
 	return addr
 }
 

@@ -445,14 +445,24 @@ func removeTree(root, rel string, skip *skipList) error {
 	if err != nil {
 		return err
 	}
+	kept := false
 	for _, name := range names {
 		child := join(rel, name)
 		if skip.has(child) {
+			kept = true
 			continue
 		}
 		if err := removeTree(root, child, skip); err != nil {
 			return err
 		}
+	}
+	if kept {
+		return nil
+	}
+	// Nothing skipped was in it (an image's empty /tmp): it goes too,
+	// unless something skipped is still below.
+	if err := os.Remove(path); err != nil && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+		return err
 	}
 	return nil
 }
