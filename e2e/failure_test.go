@@ -3,6 +3,7 @@ package e2e
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,15 +27,39 @@ func assertNothingPushed(t *testing.T, reg *testenv.Registry, repo string) {
 
 const wrongPassword = "not-the-password-4471"
 
+// freePort returns a loopback address free for a server to listen on.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 // closedPort returns a loopback address nothing listens on.
+// The port stays bound, never listening, until the test ends: connections
+// are refused, and no registry the suite starts meanwhile can take it (a
+// port freed by Close could be).
 func closedPort(t *testing.T) string {
 	t.Helper()
-	// Port 1 is never handed out as an ephemeral port, so no registry the
-	// suite starts meanwhile can take it (a port freed by Close could).
-	const addr = "127.0.0.1:1"
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
-		t.Fatalf("something listens on %s; the unreachable-registry case needs it closed", addr)
+		t.Fatalf("%s accepted a connection; the unreachable-registry case needs it refused", addr)
 	}
 	return addr
 }

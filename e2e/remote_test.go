@@ -55,7 +55,7 @@ func startRemoteBuildkitd(t *testing.T, reg *testenv.Registry, buildkitd string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "tcp://" + closedPort(t)
+	addr := "tcp://" + freePort(t)
 	cmd := exec.Command(buildkitd,
 		"--addr", addr, "--root", filepath.Join(dir, "root"), "--config", config,
 		"--tlscert", server.CertFile, "--tlskey", server.KeyFile, "--tlscacert", ca.CertFile,
