@@ -2,9 +2,9 @@
 // that never calls mount(2) and needs no namespace, so kiln builds where
 // Kaniko builds: as root with only a container's default privileges (default
 // seccomp, AppArmor and capabilities). Snapshots are plain directories
-// (containerd's native snapshotter), layers are applied and diffed by path,
-// and RUN runs as Kaniko runs it, in the container's own root filesystem
-// (rootRunner). The controller serves BuildKit's API in memory, so the
+// sharing unchanged files by hardlink (linkSnapshotter), layers are applied
+// and diffed by path, and RUN runs as Kaniko runs it, in the container's own
+// root filesystem (rootRunner). The controller serves BuildKit's API in memory, so the
 // solve, progress and session attachables work as with a daemon.
 package embedded
 

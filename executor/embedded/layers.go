@@ -22,7 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pathOf is the directory a snapshot's mounts stand for: the native
+// pathOf is the directory a snapshot's mounts stand for: the
 // snapshotter gives one bind of a plain directory, which is used in place.
 func pathOf(mounts []mount.Mount) (string, error) {
 	if len(mounts) != 1 || (mounts[0].Type != "bind" && mounts[0].Type != "rbind") {

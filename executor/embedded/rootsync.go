@@ -34,14 +34,88 @@ type syncer struct {
 	linkFiles bool
 
 	links map[fileID]string // src inode of a hardlinked file → its first relative path
+
+	// record, when set, receives every non-directory as synced (src is the
+	// root, dst a snapshot); known, when set, is such a record of an
+	// earlier sync the other way: a path whose snapshot file is still the
+	// recorded one and whose root file is unchanged since is equal without
+	// reading either.
+	record, known *syncedTree
 }
 
 type fileID struct{ dev, ino uint64 }
+
+// syncedTree is, by relative path, the files the root and the snapshot at
+// dir held equal after a sync. Snapshot files are only ever replaced, never
+// changed in place (linkSnapshotter), so a later snapshot's file that is
+// still an inode of dir's is the same content; the root's changes all move
+// its file's ctime.
+type syncedTree struct {
+	dir   string
+	files map[string]syncedFile
+}
+
+// holds reports whether the root's file (dt) still equals the snapshot's
+// (st) at rel as recorded. dir's file is looked up again: while it has the
+// inode, no other file can have been given that number.
+func (k *syncedTree) holds(rel string, st, dt *unix.Stat_t) bool {
+	f, ok := k.files[rel]
+	if !ok || f.snapshot != stampSnapshot(st) || f.root != stampRoot(dt) {
+		return false
+	}
+	var kt unix.Stat_t
+	return unix.Lstat(filepath.Join(k.dir, rel), &kt) == nil && stampSnapshot(&kt) == f.snapshot
+}
+
+type syncedFile struct {
+	snapshot snapshotStamp
+	root     rootStamp
+}
+
+// snapshotStamp identifies a snapshot's file; its ctime is left out because
+// linking it into the next snapshot moves it.
+type snapshotStamp struct {
+	id            fileID
+	size          int64
+	mtime         unix.Timespec
+	mode, uid, gid uint32
+}
+
+type rootStamp struct {
+	id    fileID
+	ctime unix.Timespec
+}
+
+func stampSnapshot(st *unix.Stat_t) snapshotStamp {
+	return snapshotStamp{fileID{uint64(st.Dev), st.Ino}, st.Size, st.Mtim, st.Mode, st.Uid, st.Gid}
+}
+
+func stampRoot(st *unix.Stat_t) rootStamp {
+	return rootStamp{fileID{uint64(st.Dev), st.Ino}, st.Ctim}
+}
 
 // syncTree makes dst hold what src holds, as syncer describes.
 func syncTree(src, dst string, skip *skipList, unchangedBefore time.Time) error {
 	s := &syncer{src: src, dst: dst, skip: skip, unchangedBefore: unchangedBefore, links: map[fileID]string{}}
 	return s.dir("")
+}
+
+// syncIntoRoot is syncTree from a snapshot into the root, trusting what
+// known (may be nil) says the root already holds.
+func syncIntoRoot(snapshot, root string, skip *skipList, known *syncedTree) error {
+	s := &syncer{src: snapshot, dst: root, skip: skip, links: map[fileID]string{}, known: known}
+	return s.dir("")
+}
+
+// syncFromRoot is syncTree from the root into a snapshot after a RUN
+// started at runStart, returning what the two then hold equal.
+func syncFromRoot(root, snapshot string, skip *skipList, runStart time.Time) (*syncedTree, error) {
+	record := &syncedTree{dir: snapshot, files: map[string]syncedFile{}}
+	s := &syncer{src: root, dst: snapshot, skip: skip, unchangedBefore: runStart, links: map[fileID]string{}, record: record}
+	if err := s.dir(""); err != nil {
+		return nil, err
+	}
+	return s.record, nil
 }
 
 // linkTree is syncTree placing files as hardlinks of src's where it can.
@@ -123,29 +197,51 @@ func (s *syncer) entry(rel string) error {
 	if mode == unix.S_IFSOCK {
 		return nil // a socket is no file content; image layers leave them out too
 	}
-	if st.Nlink > 1 && mode != unix.S_IFDIR {
+	if s.record != nil {
+		if err := s.file(rel, &st, dstExists, &dt); err != nil {
+			return err
+		}
+		var after unix.Stat_t
+		if err := unix.Lstat(dstPath, &after); err != nil {
+			return &fs.PathError{Op: "lstat", Path: dstPath, Err: err}
+		}
+		s.record.files[rel] = syncedFile{snapshot: stampSnapshot(&after), root: stampRoot(&st)}
+		return nil
+	}
+	return s.file(rel, &st, dstExists, &dt)
+}
+
+// file syncs the non-directory rel, whose src is st and dst dt.
+func (s *syncer) file(rel string, st *unix.Stat_t, dstExists bool, dt *unix.Stat_t) error {
+	srcPath, dstPath := filepath.Join(s.src, rel), filepath.Join(s.dst, rel)
+	if st.Nlink > 1 {
 		id := fileID{uint64(st.Dev), st.Ino}
 		if first, ok := s.links[id]; ok {
-			return s.link(first, rel, dstExists, &dt)
+			return s.link(first, rel, dstExists, dt)
 		}
 		s.links[id] = rel
 	}
 	if dstExists && dt.Ino == st.Ino && dt.Dev == st.Dev {
 		return nil // the same file
 	}
-	if dstExists && !s.unchangedBefore.IsZero() && ctime(&st).Before(s.unchangedBefore) && sameKind(&st, &dt) {
+	if dstExists && s.known != nil {
+		if s.known.holds(rel, st, dt) {
+			return nil
+		}
+	}
+	if dstExists && !s.unchangedBefore.IsZero() && ctime(st).Before(s.unchangedBefore) && sameKind(st, dt) {
 		return nil
 	}
-	if dstExists && sameKind(&st, &dt) && dt.Nlink == 1 {
-		equal, err := sameContent(srcPath, dstPath, &st, &dt)
+	if dstExists && sameKind(st, dt) && dt.Nlink == 1 {
+		equal, err := sameContent(srcPath, dstPath, st, dt)
 		if err != nil {
 			return err
 		}
 		if equal {
-			return s.metadata(srcPath, dstPath, &st, false)
+			return s.metadata(srcPath, dstPath, st, false)
 		}
 	}
-	return s.replace(rel, &st, dstExists && dt.Mode&unix.S_IFMT == unix.S_IFDIR)
+	return s.replace(rel, st, dstExists && dt.Mode&unix.S_IFMT == unix.S_IFDIR)
 }
 
 // link makes dst's rel a hardlink of dst's first, as it is in src.
@@ -183,7 +279,9 @@ func (s *syncer) replace(rel string, st *unix.Stat_t, dstIsDir bool) error {
 				// fuse-overlayfs); it is the same file, so put its time back.
 				return unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 			}
-			if !errors.Is(err, unix.EXDEV) {
+			// Another filesystem, a file at its link limit, or one the
+			// kernel's protected_hardlinks keeps from this user: copied.
+			if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EMLINK) && !errors.Is(err, unix.EPERM) {
 				return err
 			}
 		}

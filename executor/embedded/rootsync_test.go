@@ -282,3 +282,72 @@ func TestBuildKitPatchIsApplied(t *testing.T) {
 		t.Fatalf("%v (run tests through make, or ./hack/buildkit-workspace.sh first)", err)
 	}
 }
+
+func TestRootSyncTrustsWhatTheLastRunLeft(t *testing.T) {
+	root, ran, next := t.TempDir(), t.TempDir(), t.TempDir()
+	writeTree(t, root, map[string]string{"same": "1111", "rootchanged": "2222", "replaced": "3333"})
+	if err := syncTree(root, ran, newSkipList(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// What a RUN's read-back records; the next step's snapshot is a link
+	// farm of the RUN's.
+	synced, err := syncFromRoot(root, ran, newSkipList(), time.Now().Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(synced.files) != 3 {
+		t.Fatalf("recorded %v", synced.files)
+	}
+	if err := linkFarm(ran, next); err != nil {
+		t.Fatal(err)
+	}
+
+	// rewrite writes content keeping the file's time; replace makes it a
+	// new file, else it is written in place.
+	rewrite := func(path, content string, replace bool) {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write := func(p string) error { return os.WriteFile(p, []byte(content), 0o644) }
+		if replace {
+			err = placeAt(path, write)
+		} else {
+			err = write(path)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Written in place, which no snapshot writer does: only a sync that
+	// trusts the record leaves the root's copy alone.
+	rewrite(filepath.Join(next, "same"), "9999", false)
+	// Replaced in the next snapshot and also changed in the root.
+	rewrite(filepath.Join(next, "rootchanged"), "8888", true)
+	rewrite(filepath.Join(root, "rootchanged"), "7777", false)
+	// Replaced in the next snapshot by a file of the same size and time.
+	rewrite(filepath.Join(next, "replaced"), "6666", true)
+
+	if err := syncIntoRoot(next, root, newSkipList(), synced); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"same": "1111", "rootchanged": "8888", "replaced": "6666"} {
+		if b, _ := os.ReadFile(filepath.Join(root, name)); string(b) != want {
+			t.Errorf("root's %s = %q, want %q", name, b, want)
+		}
+	}
+	// Once the recorded snapshot is gone its inodes may be anyone's.
+	if err := os.RemoveAll(ran); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncIntoRoot(next, root, newSkipList(), synced); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "same")); string(b) != "9999" {
+		t.Errorf("with the recorded snapshot gone the root kept %q", b)
+	}
+}

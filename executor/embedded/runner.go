@@ -48,8 +48,11 @@ type rootRunner struct {
 	kanikoKeep *skipList
 	guard      *kanikoGuard
 
-	mu        sync.Mutex
-	borrowed  bool
+	mu       sync.Mutex
+	borrowed bool
+	// synced is what the root and the last RUN's snapshot held equal when
+	// that RUN ended; nil when the root's content is not known.
+	synced    *syncedTree
 	hidden    []hiddenFile
 	rootTimes [2]unix.Timespec // the root's own, put back with its tree
 }
@@ -80,7 +83,9 @@ func (r *rootRunner) Run(ctx context.Context, _ string, rootfs bkexecutor.Mount,
 	if err := r.borrow(); err != nil {
 		return nil, err
 	}
-	if err := syncTree(dir, r.root, r.skip, time.Time{}); err != nil {
+	known := r.synced
+	r.synced = nil
+	if err := syncIntoRoot(dir, r.root, r.skip, known); err != nil {
 		return nil, fmt.Errorf("preparing the root filesystem for RUN: %w", err)
 	}
 	stubs, err := placeRunMounts(r.root, runMounts, r.skip)
@@ -95,9 +100,11 @@ func (r *rootRunner) Run(ctx context.Context, _ string, rootfs bkexecutor.Mount,
 	if err := takeRunMounts(r.root, dir, runMounts, stubs, r.skip); err != nil {
 		return nil, err
 	}
-	if err := syncTree(r.root, dir, r.skip, runStart); err != nil {
+	synced, err := syncFromRoot(r.root, dir, r.skip, runStart)
+	if err != nil {
 		return nil, fmt.Errorf("reading back what RUN wrote: %w", err)
 	}
+	r.synced = synced
 	return nil, runErr
 }
 
@@ -307,6 +314,7 @@ func (r *rootRunner) restore() error {
 	defer r.mu.Unlock()
 	secretsErr := putBack(r.hidden)
 	r.hidden = nil
+	r.synced = nil
 	if r.guard != nil {
 		secretsErr = errors.Join(secretsErr, r.guard.restore())
 		r.guard.close()

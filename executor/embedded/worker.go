@@ -11,7 +11,6 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/plugins/content/local"
-	"github.com/containerd/containerd/v2/plugins/snapshots/native"
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/cache/metadata"
 	bkexecutor "github.com/moby/buildkit/executor"
@@ -25,37 +24,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// pathOnlyOption marks the native snapshotter's binds so BuildKit uses them
+// pathOnlyOption marks the snapshotter's binds so BuildKit uses them
 // as plain paths even when it asks for read-only ones; kiln's BuildKit patch
 // (hack/buildkit/path-only-binds.patch) defines the same string.
 const pathOnlyOption = "x-kiln.path-only"
 
+// snapshotterName is "native" for BuildKit: its code treats a snapshotter
+// of plain directories by that name (hardlink merges, no overlay diffs).
 const snapshotterName = "native"
-
-// pathOnlySnapshotter is containerd's native snapshotter (every snapshot a
-// plain directory, parents copied, never a mount) with its binds marked.
-type pathOnlySnapshotter struct {
-	ctdsnapshot.Snapshotter
-}
-
-func markPathOnly(mounts []mount.Mount, err error) ([]mount.Mount, error) {
-	for i := range mounts {
-		mounts[i].Options = append(mounts[i].Options, pathOnlyOption)
-	}
-	return mounts, err
-}
-
-func (s pathOnlySnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	return markPathOnly(s.Snapshotter.Mounts(ctx, key))
-}
-
-func (s pathOnlySnapshotter) Prepare(ctx context.Context, key, parent string, opts ...ctdsnapshot.Opt) ([]mount.Mount, error) {
-	return markPathOnly(s.Snapshotter.Prepare(ctx, key, parent, opts...))
-}
-
-func (s pathOnlySnapshotter) View(ctx context.Context, key, parent string, opts ...ctdsnapshot.Opt) ([]mount.Mount, error) {
-	return markPathOnly(s.Snapshotter.View(ctx, key, parent, opts...))
-}
 
 // errUnpatchedBuildKit explains a binary built without kiln's BuildKit patch.
 var errUnpatchedBuildKit = errors.New("this kiln binary was built without kiln's BuildKit patch, so BuildKit would mount read-only snapshots; build it with `make build` (hack/buildkit-workspace.sh)")
@@ -80,16 +56,16 @@ func checkPathOnlyBinds(tmp string) error {
 }
 
 // newWorkerOpt assembles a BuildKit worker whose every step works on plain
-// directories: the native snapshotter, a path-based layer applier and
+// directories: linkSnapshotter, a path-based layer applier and
 // differ, and exec as the RUN executor.
 func newWorkerOpt(root string, exec bkexecutor.Executor) (base.WorkerOpt, error) {
 	var opt base.WorkerOpt
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, err
 	}
-	sn, err := native.NewSnapshotter(filepath.Join(root, "snapshots"))
+	sn, err := newLinkSnapshotter(filepath.Join(root, "snapshots"))
 	if err != nil {
-		return opt, fmt.Errorf("native snapshotter: %w", err)
+		return opt, fmt.Errorf("snapshotter: %w", err)
 	}
 	store, err := local.NewStore(filepath.Join(root, "content"))
 	if err != nil {
@@ -102,7 +78,7 @@ func newWorkerOpt(root string, exec bkexecutor.Executor) (base.WorkerOpt, error)
 	if err != nil {
 		return opt, err
 	}
-	mdb := ctdmetadata.NewDB(db, store, map[string]ctdsnapshot.Snapshotter{snapshotterName: pathOnlySnapshotter{sn}})
+	mdb := ctdmetadata.NewDB(db, store, map[string]ctdsnapshot.Snapshotter{snapshotterName: sn})
 	if err := mdb.Init(context.TODO()); err != nil {
 		return opt, err
 	}

@@ -1,0 +1,224 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/continuity/fs"
+	"golang.org/x/sys/unix"
+)
+
+// linkSnapshotter keeps every snapshot as a plain directory, never a mount,
+// like containerd's native snapshotter, but a new snapshot starts as a
+// hardlink farm of its parent instead of a copy: a step costs one link per
+// file, not a copy of the image, and the differ sees unchanged files as
+// the same inode. Nothing may write into a shared file in place; every
+// writer of snapshot directories replaces a file it changes: containerd's
+// tar applier and BuildKit's copy remove the target first, BuildKit's
+// mkfile renames over it, and the RUN sync (syncer) replaces any file with
+// more than one link.
+type linkSnapshotter struct {
+	root string
+	ms   *storage.MetaStore
+}
+
+func newLinkSnapshotter(root string) (*linkSnapshotter, error) {
+	if err := os.MkdirAll(filepath.Join(root, "snapshots"), 0o700); err != nil {
+		return nil, err
+	}
+	ms, err := storage.NewMetaStore(filepath.Join(root, "metadata.db"))
+	if err != nil {
+		return nil, err
+	}
+	return &linkSnapshotter{root: root, ms: ms}, nil
+}
+
+func (s *linkSnapshotter) dir(id string) string { return filepath.Join(s.root, "snapshots", id) }
+
+func (s *linkSnapshotter) Stat(ctx context.Context, key string) (info ctdsnapshot.Info, err error) {
+	err = s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		_, info, _, err = storage.GetInfo(ctx, key)
+		return err
+	})
+	return info, err
+}
+
+func (s *linkSnapshotter) Update(ctx context.Context, info ctdsnapshot.Info, fieldpaths ...string) (_ ctdsnapshot.Info, err error) {
+	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		info, err = storage.UpdateInfo(ctx, info, fieldpaths...)
+		return err
+	})
+	return info, err
+}
+
+func (s *linkSnapshotter) Usage(ctx context.Context, key string) (usage ctdsnapshot.Usage, err error) {
+	var id string
+	var info ctdsnapshot.Info
+	err = s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		id, info, usage, err = storage.GetInfo(ctx, key)
+		return err
+	})
+	if err != nil || info.Kind != ctdsnapshot.KindActive {
+		return usage, err
+	}
+	du, err := fs.DiskUsage(ctx, s.dir(id))
+	return ctdsnapshot.Usage(du), err
+}
+
+func (s *linkSnapshotter) Mounts(ctx context.Context, key string) (_ []mount.Mount, err error) {
+	var snap storage.Snapshot
+	err = s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		snap, err = storage.GetSnapshot(ctx, key)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", key, err)
+	}
+	return s.mounts(snap), nil
+}
+
+func (s *linkSnapshotter) Prepare(ctx context.Context, key, parent string, opts ...ctdsnapshot.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, ctdsnapshot.KindActive, key, parent, opts)
+}
+
+func (s *linkSnapshotter) View(ctx context.Context, key, parent string, opts ...ctdsnapshot.Opt) ([]mount.Mount, error) {
+	return s.create(ctx, ctdsnapshot.KindView, key, parent, opts)
+}
+
+// create records the snapshot and, for an active one or one without a
+// parent, gives it a directory: the parent's files linked in. A view of a
+// parent is the parent's own directory.
+func (s *linkSnapshotter) create(ctx context.Context, kind ctdsnapshot.Kind, key, parent string, opts []ctdsnapshot.Opt) ([]mount.Mount, error) {
+	var snap storage.Snapshot
+	err := s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		var err error
+		snap, err = storage.CreateSnapshot(ctx, kind, key, parent, opts...)
+		if err != nil {
+			return fmt.Errorf("creating snapshot %s: %w", key, err)
+		}
+		if kind != ctdsnapshot.KindActive && len(snap.ParentIDs) > 0 {
+			return nil
+		}
+		tmp, err := os.MkdirTemp(filepath.Join(s.root, "snapshots"), "new-")
+		if err != nil {
+			return err
+		}
+		if err := os.Chmod(tmp, 0o755); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+		if len(snap.ParentIDs) > 0 {
+			if err := linkFarm(s.dir(snap.ParentIDs[0]), tmp); err != nil {
+				os.RemoveAll(tmp)
+				return fmt.Errorf("linking snapshot %s's parent: %w", key, err)
+			}
+		}
+		if err := os.Rename(tmp, s.dir(snap.ID)); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.mounts(snap), nil
+}
+
+// linkFarm fills the empty directory dst with src's tree: directories
+// copied with their metadata, everything else hardlinked.
+func linkFarm(src, dst string) error {
+	if err := linkTree(src, dst, newSkipList()); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	// linkTree leaves the roots' own metadata alone; a snapshot's root is
+	// the image's "/".
+	if err := unix.Chown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return &os.PathError{Op: "chown", Path: dst, Err: err}
+	}
+	if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
+		return &os.PathError{Op: "chmod", Path: dst, Err: err}
+	}
+	if err := syncXattrs(src, dst); err != nil {
+		return err
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, []unix.Timespec{st.Atim, st.Mtim}, 0)
+}
+
+func (s *linkSnapshotter) Commit(ctx context.Context, name, key string, opts ...ctdsnapshot.Opt) error {
+	return s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		id, _, _, err := storage.GetInfo(ctx, key)
+		if err != nil {
+			return err
+		}
+		usage, err := fs.DiskUsage(ctx, s.dir(id))
+		if err != nil {
+			return err
+		}
+		if _, err := storage.CommitActive(ctx, key, name, ctdsnapshot.Usage(usage), opts...); err != nil {
+			return fmt.Errorf("committing snapshot %s: %w", key, err)
+		}
+		return nil
+	})
+}
+
+func (s *linkSnapshotter) Remove(ctx context.Context, key string) error {
+	var dir, gone string
+	err := s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		id, _, err := storage.Remove(ctx, key)
+		if err != nil {
+			return fmt.Errorf("removing snapshot %s: %w", key, err)
+		}
+		// Moved aside inside the transaction: a snapshot whose record
+		// stays keeps its directory, one whose record is gone loses it.
+		dir, gone = s.dir(id), filepath.Join(s.root, "snapshots", "rm-"+id)
+		if err := os.Rename(dir, gone); err != nil {
+			gone = ""
+			if !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if gone != "" {
+			os.Rename(gone, dir)
+		}
+		return err
+	}
+	if gone != "" {
+		return os.RemoveAll(gone)
+	}
+	return nil
+}
+
+func (s *linkSnapshotter) Walk(ctx context.Context, fn ctdsnapshot.WalkFunc, filters ...string) error {
+	return s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		return storage.WalkInfo(ctx, fn, filters...)
+	})
+}
+
+func (s *linkSnapshotter) Close() error { return s.ms.Close() }
+
+// mounts is the one bind a snapshot stands for, marked for BuildKit to use
+// as a path (path-only-binds.patch).
+func (s *linkSnapshotter) mounts(snap storage.Snapshot) []mount.Mount {
+	source, mode := s.dir(snap.ID), "rw"
+	if snap.Kind == ctdsnapshot.KindView {
+		mode = "ro"
+		if len(snap.ParentIDs) > 0 {
+			source = s.dir(snap.ParentIDs[0])
+		}
+	}
+	return []mount.Mount{{Type: "bind", Source: source, Options: []string{"rbind", mode, pathOnlyOption}}}
+}

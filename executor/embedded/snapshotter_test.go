@@ -1,0 +1,121 @@
+package embedded
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func snapshotDir(t *testing.T, s *linkSnapshotter, ctx context.Context, key string) string {
+	t.Helper()
+	mounts, err := s.Mounts(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := pathOf(mounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+func TestLinkSnapshotterSharesUnchangedFilesWithTheParent(t *testing.T) {
+	ctx := context.Background()
+	s, err := newLinkSnapshotter(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Prepare(ctx, "base-active", ""); err != nil {
+		t.Fatal(err)
+	}
+	base := snapshotDir(t, s, ctx, "base-active")
+	writeTree(t, base, map[string]string{"etc/passwd": "root:x:0:0", "bin/sh": "shell", "bin/ash": "->sh"})
+	if err := os.Chmod(filepath.Join(base, "etc"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, "base", "base-active"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.View(ctx, "view", "base"); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotDir(t, s, ctx, "view"); got != base {
+		t.Errorf("a view of a committed snapshot is %s, not its directory %s", got, base)
+	}
+	want := describe(t, base)
+
+	if _, err := s.Prepare(ctx, "child", "base"); err != nil {
+		t.Fatal(err)
+	}
+	child := snapshotDir(t, s, ctx, "child")
+	if child == base {
+		t.Fatal("an active child shares its parent's directory")
+	}
+	if got := describe(t, child); len(got) != len(want) {
+		t.Fatalf("child holds %v, parent %v", got, want)
+	}
+	for _, name := range []string{"etc/passwd", "bin/sh", "bin/ash"} {
+		if inode(t, filepath.Join(child, name)) != inode(t, filepath.Join(base, name)) {
+			t.Errorf("%s was copied, not linked", name)
+		}
+	}
+	for _, name := range []string{".", "etc"} {
+		if inode(t, filepath.Join(child, name)) == inode(t, filepath.Join(base, name)) {
+			t.Errorf("directory %s is shared: a new entry would land in the parent", name)
+		}
+	}
+	var bst, cst unix.Stat_t
+	if err := unix.Lstat(base, &bst); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lstat(child, &cst); err != nil {
+		t.Fatal(err)
+	}
+	if bst.Mode != cst.Mode || bst.Mtim != cst.Mtim {
+		t.Errorf("the snapshot root's mode/time %o/%v, parent's %o/%v", cst.Mode, cst.Mtim, bst.Mode, bst.Mtim)
+	}
+
+	// A writer replaces what it changes (as every writer of snapshots
+	// does): the parent keeps its file.
+	if err := placeAt(filepath.Join(child, "etc/passwd"), func(p string) error {
+		return os.WriteFile(p, []byte("changed"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, child, map[string]string{"etc/new": "new"})
+	if got := describe(t, base); len(got) != len(want) || got["etc/passwd"] != want["etc/passwd"] {
+		t.Errorf("the parent changed with its child: %v, was %v", got, want)
+	}
+
+	if err := s.Remove(ctx, "view"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(base); err != nil {
+		t.Errorf("removing a view removed its parent's directory: %v", err)
+	}
+	if err := s.Remove(ctx, "child"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(child); !os.IsNotExist(err) {
+		t.Errorf("a removed snapshot's directory is still there: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(base, "etc/passwd")); string(b) != "root:x:0:0" {
+		t.Errorf("removing the child changed the parent: %q", b)
+	}
+}
