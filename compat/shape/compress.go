@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	kgzip "github.com/klauspost/compress/gzip"
 )
 
 // gzipLayer is tarball.LayerFromFile for a gzip layer, with the same bytes,
@@ -86,7 +87,7 @@ func (l *spooledLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	zr, err := gzip.NewReader(f)
+	zr, err := kgzip.NewReader(f)
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -88,7 +88,7 @@ func (x *indexWriter) finish() (l v1.Layer, ok bool) {
 // readIndex returns the headers an index records, as the layer had them
 // (sizes restored).
 func readIndex(index v1.Layer) ([]*tar.Header, error) {
-	rc, err := index.Uncompressed()
+	rc, err := uncompressed(index)
 	if err != nil {
 		return nil, err
 	}

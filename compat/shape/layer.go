@@ -122,7 +122,7 @@ func (w *layerWriter) readInto(c *layerContent, src v1.Layer) (err error) {
 		record, done = w.indexSource(src)
 		defer func() { done(err == nil) }()
 	}
-	rc, err := src.Uncompressed()
+	rc, err := uncompressed(src)
 	if err != nil {
 		return err
 	}
@@ -519,7 +519,7 @@ func (w *layerWriter) whiteoutHeader(gone string) *tar.Header {
 // mutate.Time does (byte for byte when t is zero), but streaming to a file instead
 // of holding the layer in memory.
 func retime(src v1.Layer, t time.Time, workDir string) (string, error) {
-	rc, err := src.Uncompressed()
+	rc, err := uncompressed(src)
 	if err != nil {
 		return "", err
 	}

@@ -610,7 +610,7 @@ func fileFromLayers(layers []v1.Layer, p string, w io.Writer, lacks func(i int, 
 }
 
 func copyFileFromLayer(l v1.Layer, p string, w io.Writer) (bool, error) {
-	rc, err := l.Uncompressed()
+	rc, err := uncompressed(l)
 	if err != nil {
 		return false, err
 	}

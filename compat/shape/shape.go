@@ -82,6 +82,7 @@ func Kaniko(img v1.Image, opts Options) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading image layers: %w", err)
 	}
+	layers = withConfigDiffIDs(layers, cf)
 	c := &chain{used: map[string]bool{}}
 	if opts.Dockerfile != nil {
 		if c, err = readChain(opts.Dockerfile, opts.Target, opts.BuildArgs, opts.VolumeDirs); err != nil {

@@ -129,7 +129,7 @@ func applyLayer(t tree, l v1.Layer) error {
 }
 
 func applyRecording(t tree, l v1.Layer, record func(*tar.Header)) error {
-	rc, err := l.Uncompressed()
+	rc, err := uncompressed(l)
 	if err != nil {
 		return err
 	}
