@@ -2,26 +2,19 @@ package executor
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 
 	"github.com/kilnbuild/kiln/executor/embedded"
+	"github.com/kilnbuild/kiln/executor/engine"
 )
 
 // startEmbedded runs BuildKit in this process (executor/embedded), its state
 // in a private directory under cfg.StateParent that Close removes.
-func startEmbedded(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
-	dir, err := os.MkdirTemp(cfg.StateParent, "kiln-buildkit-")
+func startEmbedded(ctx context.Context, cfg engine.Config) (engine.Daemon, error) {
+	dir, lock, err := engine.NewStateDir(cfg.StateParent)
 	if err != nil {
-		return nil, fmt.Errorf("creating BuildKit state dir under %q (check the Kaniko dir is writable): %w", cfg.StateParent, err)
-	}
-	// Locked while this build lives, so a later build removes it only
-	// once this one was killed (sweepStaleDirs).
-	lock, err := lockPrivateDir(dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("locking BuildKit state dir %s: %w", dir, err)
+		return nil, err
 	}
 	e, err := embedded.Start(ctx, embedded.Config{
 		StateDir:           dir,
@@ -30,7 +23,7 @@ func startEmbedded(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
 		KanikoDir:          cfg.KanikoDir,
 		Keep:               cfg.Keep,
 		HostRoot:           cfg.HostRoot,
-		Mountinfo:          cfg.mountinfo,
+		Mountinfo:          cfg.Mountinfo,
 		Secrets:            cfg.Secrets,
 		Exposed: func(paths []string) {
 			cfg.Logger.Warnf("RUN steps can read %s: it is on a read-only mount kiln cannot take away without privileges (Kaniko's RUN reads it too); pass credentials in a writable file or DOCKER_AUTH_CONFIG to keep them from RUN", strings.Join(paths, ", "))

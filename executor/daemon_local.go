@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/platforms"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/executor/ociruntime"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
@@ -31,7 +31,7 @@ const maxUnixSocketPath = 104
 // localDaemon is a buildkitd this process started (directly as root, or
 // under rootlesskit) with all state in one private directory.
 type localDaemon struct {
-	cfg      DaemonConfig
+	cfg      engine.Config
 	rootless bool
 	dir      string // private state dir, removed on Close
 	sockDir  string // short dir for the sockets when dir is too deep, else ""
@@ -39,7 +39,7 @@ type localDaemon struct {
 	exited   chan struct{} // closed once the process has been waited for
 	logs     *daemonLog
 	client   *client.Client
-	lock     *os.File // held while the state dir is in use (see lockPrivateDir)
+	lock     *os.File // held while the state dir is in use (see engine.NewStateDir)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -48,14 +48,14 @@ type localDaemon struct {
 	killAtOnce atomic.Bool
 }
 
-func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon, err error) {
-	buildkitd, err := findBinary(cfg.BinDir, "buildkitd")
+func startLocal(ctx context.Context, cfg engine.Config, rootless bool) (_ engine.Daemon, err error) {
+	buildkitd, err := engine.FindBinary(cfg.BinDir, "buildkitd")
 	if err != nil {
 		return nil, err
 	}
 	var rootlesskit string
 	if rootless {
-		if rootlesskit, err = findBinary(cfg.BinDir, "rootlesskit"); err != nil {
+		if rootlesskit, err = engine.FindBinary(cfg.BinDir, "rootlesskit"); err != nil {
 			return nil, err
 		}
 	}
@@ -71,11 +71,8 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 			d.Close()
 		}
 	}()
-	if d.dir, err = os.MkdirTemp(cfg.StateParent, "kiln-buildkit-"); err != nil {
-		return nil, fmt.Errorf("creating BuildKit state dir under %q (check the Kaniko dir or XDG_RUNTIME_DIR is writable): %w", cfg.StateParent, err)
-	}
-	if d.lock, err = lockPrivateDir(d.dir); err != nil {
-		return nil, fmt.Errorf("locking BuildKit state dir: %w", err)
+	if d.dir, d.lock, err = engine.NewStateDir(cfg.StateParent); err != nil {
+		return nil, err
 	}
 	runDir, err := d.makeRunDir()
 	if err != nil {
@@ -106,9 +103,9 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 	readyCtx, cancel := context.WithTimeoutCause(ctx, cfg.ReadyTimeout,
 		fmt.Errorf("BuildKit did not become ready within %s", cfg.ReadyTimeout))
 	defer cancel()
-	d.client, err = connectWhenNotified(readyCtx, "unix://"+socket, d.exited, ready.Ready())
+	d.client, err = engine.ConnectWhenReady(readyCtx, "unix://"+socket, d.exited, ready.Ready())
 	if err != nil {
-		if errors.Is(err, errDaemonExited) {
+		if errors.Is(err, engine.ErrDaemonExited) {
 			err = fmt.Errorf("%w (%s)", err, d.cmd.ProcessState)
 		}
 		return nil, d.startError(err)
@@ -119,7 +116,7 @@ func startLocal(ctx context.Context, cfg DaemonConfig, rootless bool) (_ Daemon,
 // throwAwayStateEnv tells a buildkitd with a private root, deleted after
 // this build, to skip its databases' fsyncs (kiln's BuildKit patch); the
 // --cache-dir root outlives the build and stays durable.
-func throwAwayStateEnv(cfg DaemonConfig) string {
+func throwAwayStateEnv(cfg engine.Config) string {
 	if cfg.Root != "" {
 		return ""
 	}
@@ -162,7 +159,7 @@ func (d *localDaemon) makeRunDir() (string, error) {
 	return d.sockDir, nil
 }
 
-func buildkitdArgs(cfg DaemonConfig, dir, socket, configFile string) []string {
+func buildkitdArgs(cfg engine.Config, dir, socket, configFile string) []string {
 	root := cfg.Root
 	if root == "" {
 		root = filepath.Join(dir, "root")
@@ -192,7 +189,7 @@ func buildkitdArgs(cfg DaemonConfig, dir, socket, configFile string) []string {
 // findOCIRuntime returns kiln-runc, which RUN steps run through, and the
 // variable telling it where the real runc is.
 func findOCIRuntime(binDir string) (wrapper, runtimeEnv string, err error) {
-	if wrapper, err = findBinary(binDir, ociruntime.BinaryName); err != nil {
+	if wrapper, err = engine.FindBinary(binDir, ociruntime.BinaryName); err != nil {
 		return "", "", err
 	}
 	runc, err := exec.LookPath("runc")
@@ -415,6 +412,13 @@ func parseProcStat(stat []byte) (state byte, pgrp int, ok bool) {
 	return state, pgrp, ok
 }
 
+// removeStaleState removes a private dir a killed build left (see
+// engine.SweepStaleDirs): its layers may hold subordinate-ID files.
+func removeStaleState(dir string) error {
+	d := &localDaemon{dir: dir, rootless: os.Geteuid() != 0}
+	return d.removeState()
+}
+
 func (d *localDaemon) removeState() error {
 	var errs []error
 	if d.dir != "" {
@@ -440,7 +444,7 @@ func (d *localDaemon) removeState() error {
 }
 
 func (d *localDaemon) removeInUserNamespace() error {
-	rootlesskit, err := findBinary(d.cfg.BinDir, "rootlesskit")
+	rootlesskit, err := engine.FindBinary(d.cfg.BinDir, "rootlesskit")
 	if err != nil {
 		return err
 	}
@@ -456,40 +460,12 @@ func (d *localDaemon) removeInUserNamespace() error {
 	cmd := exec.Command(rootlesskit, "--state-dir="+filepath.Join(stateDir, "s"), "--net=host", rm, "-rf", "--", d.dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w: %s", err, oneLine(string(out)))
+		return fmt.Errorf("%w: %s", err, engine.OneLine(string(out)))
 	}
 	if _, err := os.Stat(d.dir); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("still present after removal in the user namespace (stat: %v)", err)
 	}
 	return nil
-}
-
-// findBinary looks in binDir when set, else next to the running executable,
-// else on PATH.
-func findBinary(binDir, name string) (string, error) {
-	dirs := []string{binDir}
-	if binDir == "" {
-		if exe, err := os.Executable(); err == nil {
-			dirs = []string{filepath.Dir(exe)}
-		}
-	}
-	for _, dir := range dirs {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	if binDir != "" {
-		return "", fmt.Errorf("%s not found in %s: run make build", name, binDir)
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("%s not found next to the executor or on PATH: install it alongside the executor", name)
-	}
-	return p, nil
 }
 
 // daemonLog receives the daemon's stdout and stderr: it keeps a log file,
@@ -499,7 +475,7 @@ type daemonLog struct {
 	file    *os.File
 	logger  logrus.FieldLogger
 	forward bool
-	lines   lineWriter
+	lines   engine.LineWriter
 	last    []string
 }
 
@@ -508,7 +484,7 @@ const daemonLogTailLines = 15
 // newDaemonLog writes to file unless it is nil.
 func newDaemonLog(file *os.File, logger logrus.FieldLogger, forward bool) *daemonLog {
 	l := &daemonLog{file: file, logger: logger, forward: forward}
-	l.lines.emit = l.addLine
+	l.lines.Emit = l.addLine
 	return l
 }
 
@@ -549,8 +525,8 @@ func (l *daemonLog) tail() string {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lines := append(append([]string(nil), l.last...), string(l.lines.partial))
-	return oneLine(strings.Join(lines, "\n"))
+	lines := append(append([]string(nil), l.last...), l.lines.Partial())
+	return engine.OneLine(strings.Join(lines, "\n"))
 }
 
 func (l *daemonLog) Close() error {
@@ -562,32 +538,4 @@ func (l *daemonLog) Close() error {
 	err := l.file.Close()
 	l.file = nil
 	return err
-}
-
-// lineWriter calls emit with each complete line written to it (without the
-// line ending). It is not safe for concurrent use.
-type lineWriter struct {
-	emit    func(line string)
-	partial []byte
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
-		}
-		w.emit(strings.TrimRight(string(w.partial[:i]), "\r"))
-		w.partial = w.partial[i+1:]
-	}
-	return len(p), nil
-}
-
-// Flush emits a final line that lacked its line ending.
-func (w *lineWriter) Flush() {
-	if len(w.partial) > 0 {
-		w.emit(string(w.partial))
-		w.partial = nil
-	}
 }

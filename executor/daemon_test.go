@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	"github.com/sirupsen/logrus"
 )
@@ -105,7 +106,7 @@ func TestDaemonEarlyExitReportsLogTail(t *testing.T) {
 }
 
 func TestDaemonMissingBinaryIsClearError(t *testing.T) {
-	cfg := DaemonConfig{StateParent: t.TempDir(), BinDir: t.TempDir()}
+	cfg := engine.Config{StateParent: t.TempDir(), BinDir: t.TempDir()}
 	_, err := StartDaemon(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "buildkitd not found") {
 		t.Fatalf("error = %v, want buildkitd not found", err)
@@ -126,7 +127,7 @@ func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
 		}
 		host := startTCPBuildkitd(t, env, ca.CertFile, server)
 
-		remote := DaemonConfig{
+		remote := engine.Config{
 			Host:        host,
 			TLSCACert:   ca.CertFile,
 			TLSCert:     clientPair.CertFile,
@@ -173,7 +174,7 @@ func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.
 	if err := os.WriteFile(configFile, []byte(daemonConfigTOML("", dir, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := append([]string{filepath.Join(env.BinDir, "buildkitd")}, buildkitdArgs(DaemonConfig{}, dir, socket, configFile)...)
+	argv := append([]string{filepath.Join(env.BinDir, "buildkitd")}, buildkitdArgs(engine.Config{}, dir, socket, configFile)...)
 	argv = append(argv, "--addr="+tcpAddr, "--tlscacert="+caFile, "--tlscert="+server.CertFile, "--tlskey="+server.KeyFile)
 	if env.Rootless {
 		argv = append([]string{filepath.Join(env.BinDir, "rootlesskit"), "--state-dir=" + filepath.Join(dir, "rk"), "--net=host"}, argv...)
@@ -199,7 +200,7 @@ func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := connectWhenReady(ctx, "unix://"+socket, exited)
+	c, err := engine.ConnectWhenReady(ctx, "unix://"+socket, exited, nil)
 	if err != nil {
 		t.Fatalf("standalone buildkitd: %v\n%s", err, &logs)
 	}

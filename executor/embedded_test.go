@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 )
@@ -92,7 +93,7 @@ func snapshotTree(t *testing.T, root string) map[string]string {
 	return out
 }
 
-func startEmbeddedWithBusybox(t *testing.T) (root, base string, d Daemon) {
+func startEmbeddedWithBusybox(t *testing.T) (root, base string, d engine.Daemon) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the embedded engine test chroots RUN into a test root: run go test as root")
@@ -100,12 +101,12 @@ func startEmbeddedWithBusybox(t *testing.T) (root, base string, d Daemon) {
 	reg := testenv.StartRegistry(t)
 	base = testenv.PushBase(t, reg, "library/busybox:latest", testenv.BusyboxImage(t))
 	root, mountinfo := embeddedTestRoot(t)
-	cfg := DaemonConfig{
+	cfg := engine.Config{
 		Embedded:           true,
 		StateParent:        t.TempDir(),
 		KanikoDir:          "/kaniko",
 		HostRoot:           root,
-		mountinfo:          mountinfo,
+		Mountinfo:          mountinfo,
 		RegistryConfigTOML: fmt.Sprintf("[registry.%q]\n  http = true\n", reg.Host),
 	}
 	d, _ = startTestDaemon(t, cfg)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	// The daemon is deliberately never closed: the test kills this process.
-	if _, err := StartDaemon(context.Background(), DaemonConfig{
+	if _, err := StartDaemon(context.Background(), engine.Config{
 		StateParent: os.Getenv(stateParentEnv),
 		BinDir:      os.Getenv(binDirEnv),
 	}); err != nil {
@@ -58,8 +59,8 @@ type modeEnv struct {
 	Rootless    bool
 }
 
-func (e modeEnv) daemonConfig() DaemonConfig {
-	return DaemonConfig{StateParent: e.StateParent, BinDir: e.BinDir, ReadyTimeout: 60 * time.Second}
+func (e modeEnv) daemonConfig() engine.Config {
+	return engine.Config{StateParent: e.StateParent, BinDir: e.BinDir, ReadyTimeout: 60 * time.Second}
 }
 
 // forEachMode runs body as root against a rootful daemon and as the test
@@ -239,7 +240,7 @@ func assertNothingLeft(t *testing.T, stateParent string) {
 }
 
 // startTestDaemon starts a daemon closed (and checked) when the test ends.
-func startTestDaemon(t *testing.T, cfg DaemonConfig) (Daemon, *client.Client) {
+func startTestDaemon(t *testing.T, cfg engine.Config) (engine.Daemon, *client.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -262,7 +263,7 @@ func startTestDaemon(t *testing.T, cfg DaemonConfig) (Daemon, *client.Client) {
 
 // startDaemonWithBusybox starts a test daemon that pulls from a fresh local
 // registry holding the test busybox image, and returns that image's ref.
-func startDaemonWithBusybox(t *testing.T, env modeEnv) (DaemonConfig, string, *client.Client) {
+func startDaemonWithBusybox(t *testing.T, env modeEnv) (engine.Config, string, *client.Client) {
 	t.Helper()
 	reg := testenv.StartRegistry(t)
 	base := testenv.PushBase(t, reg, "library/busybox:latest", testenv.BusyboxImage(t))

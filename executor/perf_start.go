@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
 )
@@ -21,7 +22,7 @@ var errBuildEnded = errors.New("the build ended before BuildKit was needed")
 type pendingDaemon struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed once the start returned
-	daemon Daemon
+	daemon engine.Daemon
 	err    error
 
 	closeOnce sync.Once
@@ -30,7 +31,7 @@ type pendingDaemon struct {
 
 // startDaemonInBackground starts what startDaemonWithPreflight would. The
 // caller must Close it on every path.
-func startDaemonInBackground(ctx context.Context, cfg DaemonConfig) *pendingDaemon {
+func startDaemonInBackground(ctx context.Context, cfg engine.Config) *pendingDaemon {
 	ctx, cancel := context.WithCancelCause(ctx)
 	p := &pendingDaemon{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -41,7 +42,7 @@ func startDaemonInBackground(ctx context.Context, cfg DaemonConfig) *pendingDaem
 }
 
 // Wait returns the daemon once it is ready, or why it could not start.
-func (p *pendingDaemon) Wait() (Daemon, error) {
+func (p *pendingDaemon) Wait() (engine.Daemon, error) {
 	<-p.done
 	return p.daemon, p.err
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/platforms"
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/flagmap"
 	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
 	"github.com/sirupsen/logrus"
@@ -85,7 +86,7 @@ func TestInheritedNotifySocketIsDropped(t *testing.T) {
 }
 
 // startDebugDaemon starts a daemon whose log (debug level) lands in logs.
-func startDebugDaemon(t *testing.T, cfg DaemonConfig, logs *syncBuffer) *localDaemon {
+func startDebugDaemon(t *testing.T, cfg engine.Config, logs *syncBuffer) *localDaemon {
 	t.Helper()
 	logger := testLogger(logs)
 	logger.Level = logrus.DebugLevel
@@ -161,7 +162,7 @@ func removeRootAsOwner(t *testing.T, env modeEnv, root string) {
 		}
 		return
 	}
-	d := &localDaemon{cfg: DaemonConfig{BinDir: env.BinDir}, dir: root}
+	d := &localDaemon{cfg: engine.Config{BinDir: env.BinDir}, dir: root}
 	if err := d.removeInUserNamespace(); err != nil {
 		t.Fatalf("removing %s: %v", root, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -161,7 +162,7 @@ func runReaper(args []string) int {
 
 // cleanUp removes what the dead executor would have removed.
 func (c reaperConfig) cleanUp() {
-	d := &localDaemon{dir: c.stateDir, sockDir: c.sockDir, rootless: c.rootless, cfg: DaemonConfig{BinDir: c.binDir}}
+	d := &localDaemon{dir: c.stateDir, sockDir: c.sockDir, rootless: c.rootless, cfg: engine.Config{BinDir: c.binDir}}
 	_ = d.removeState()
 	for _, dir := range c.removeOnCrash {
 		_ = os.RemoveAll(dir)
@@ -256,7 +257,7 @@ func (d *localDaemon) reaperCommand(argv []string) (*exec.Cmd, error) {
 		executorPID:   os.Getpid(),
 	}
 	if d.rootless {
-		rootlesskit, err := findBinary(d.cfg.BinDir, "rootlesskit")
+		rootlesskit, err := engine.FindBinary(d.cfg.BinDir, "rootlesskit")
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
 )
@@ -33,7 +34,7 @@ const OldestBuildKit = "v0.26.0"
 func checkRemoteDaemon(ctx context.Context, c *client.Client, host string, log logrus.FieldLogger) error {
 	info, err := c.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("BuildKit at %s does not report its version (%s): kiln needs BuildKit %s or newer", host, oneLine(err.Error()), OldestBuildKit)
+		return fmt.Errorf("BuildKit at %s does not report its version (%s): kiln needs BuildKit %s or newer", host, engine.OneLine(err.Error()), OldestBuildKit)
 	}
 	version := info.BuildkitVersion.Version
 	if _, ok := parseRelease(version); !ok {
