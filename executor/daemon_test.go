@@ -20,10 +20,10 @@ import (
 )
 
 func TestDaemonStartAndCloseLeaveNothing(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		var debugLog syncBuffer
-		cfg := env.daemonConfig()
-		logger := testLogger(&debugLog)
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		var debugLog testenv.SyncBuffer
+		cfg := daemonConfig(env)
+		logger := testenv.Logger(&debugLog)
 		logger.Level = logrus.DebugLevel
 		cfg.Debug, cfg.Logger = true, logger
 		d, err := StartDaemon(context.Background(), cfg)
@@ -33,7 +33,7 @@ func TestDaemonStartAndCloseLeaveNothing(t *testing.T) {
 		if !strings.Contains(debugLog.String(), "buildkitd: ") || !strings.Contains(debugLog.String(), "level=debug") {
 			t.Errorf("daemon log lines not shown at debug level:\n%s", debugLog.String())
 		}
-		if procs := processesMentioning(env.StateParent); len(procs) == 0 {
+		if procs := testenv.ProcessesMentioning(env.StateParent); len(procs) == 0 {
 			t.Errorf("no daemon process mentions the state dir %s", env.StateParent)
 		}
 		c, err := d.Client(context.Background())
@@ -53,22 +53,22 @@ func TestDaemonStartAndCloseLeaveNothing(t *testing.T) {
 		if err := d.Close(); err != nil {
 			t.Fatalf("second Close: %v", err)
 		}
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
 func TestDaemonStartCancelledCleansUp(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
 			// Cancel as soon as the daemon process exists, before it is ready.
-			for ctx.Err() == nil && len(processesMentioning(env.StateParent)) == 0 {
+			for ctx.Err() == nil && len(testenv.ProcessesMentioning(env.StateParent)) == 0 {
 				time.Sleep(time.Millisecond)
 			}
 			cancel()
 		}()
-		d, err := StartDaemon(ctx, env.daemonConfig())
+		d, err := StartDaemon(ctx, daemonConfig(env))
 		if err == nil {
 			d.Close()
 			t.Fatal("StartDaemon succeeded despite cancellation")
@@ -76,13 +76,13 @@ func TestDaemonStartCancelledCleansUp(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("error = %v, want it to wrap context.Canceled", err)
 		}
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
 func TestDaemonEarlyExitReportsLogTail(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		cfg := env.daemonConfig()
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		cfg := daemonConfig(env)
 		cfg.RegistryConfigTOML = "this is = = not toml"
 		start := time.Now()
 		d, err := StartDaemon(context.Background(), cfg)
@@ -101,7 +101,7 @@ func TestDaemonEarlyExitReportsLogTail(t *testing.T) {
 		if strings.Contains(msg, "\n") {
 			t.Errorf("error is not one line: %q", msg)
 		}
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
@@ -111,11 +111,11 @@ func TestDaemonMissingBinaryIsClearError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "buildkitd not found") {
 		t.Fatalf("error = %v, want buildkitd not found", err)
 	}
-	assertNothingLeft(t, cfg.StateParent)
+	testenv.AssertNothingLeft(t, cfg.StateParent)
 }
 
 func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		ca := testenv.NewTestCA(t, "buildkit-ca")
 		server, err := ca.IssueServer("buildkitd", "127.0.0.1")
 		if err != nil {
@@ -137,7 +137,7 @@ func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
 		}
 		_, c := startTestDaemon(t, remote)
 		buildScratchCopy(t, c)
-		if procs := processesMentioning(env.StateParent); len(procs) > 0 {
+		if procs := testenv.ProcessesMentioning(env.StateParent); len(procs) > 0 {
 			t.Errorf("remote mode started local processes: %v", procs)
 		}
 
@@ -155,7 +155,7 @@ func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
 
 // startTCPBuildkitd starts a daemon outside StartDaemon, listening on a unix
 // socket and on tcp with mTLS, and returns its tcp:// address.
-func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.KeyPair) string {
+func startTCPBuildkitd(t *testing.T, env testenv.ModeEnv, caFile string, server testenv.KeyPair) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -209,7 +209,7 @@ func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.
 }
 
 func TestDaemonDiesWithKilledExecutor(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		self, err := os.Executable()
 		if err != nil {
 			t.Fatal(err)
@@ -235,19 +235,19 @@ func TestDaemonDiesWithKilledExecutor(t *testing.T) {
 			fakeExecutor.Wait()
 			t.Fatalf("fake executor did not start its daemon (%v): %s", err, &stderr)
 		}
-		if len(processesMentioning(stateParent)) == 0 {
+		if len(testenv.ProcessesMentioning(stateParent)) == 0 {
 			t.Fatal("no daemon process found after READY")
 		}
 		fakeExecutor.Process.Kill() // SIGKILL: no Close, no cleanup code runs
 		fakeExecutor.Wait()
 		deadline := time.Now().Add(10 * time.Second)
-		for len(processesMentioning(stateParent)) > 0 && time.Now().Before(deadline) {
+		for len(testenv.ProcessesMentioning(stateParent)) > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if procs := processesMentioning(stateParent); len(procs) > 0 {
+		if procs := testenv.ProcessesMentioning(stateParent); len(procs) > 0 {
 			t.Fatalf("daemon outlived its killed executor:\n%s", strings.Join(procs, "\n"))
 		}
-		if mounts := mountsMentioning(t, stateParent); len(mounts) > 0 {
+		if mounts := testenv.MountsMentioning(t, stateParent); len(mounts) > 0 {
 			t.Errorf("mounts left:\n%s", strings.Join(mounts, "\n"))
 		}
 		// Its reaper removes the state the executor could not.

@@ -145,7 +145,7 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 		DockerfilePath: filepath.Join(dir, "Dockerfile"),
 		HostNetwork:    true,
 		OutputDir:      filepath.Join(t.TempDir(), "layout"),
-		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+		Progress:       ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &logs, Stderr: &logs},
 	}, &logs)
 	img := layoutImage(t, res)
 	files := filesIn(t, img)
@@ -223,7 +223,7 @@ func TestEmbeddedEngineRunExitCode(t *testing.T) {
 		DockerfilePath: filepath.Join(dir, "Dockerfile"),
 		HostNetwork:    true,
 		OutputDir:      filepath.Join(t.TempDir(), "layout"),
-		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+		Progress:       ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &logs, Stderr: &logs},
 	})
 	var exitErr *gatewaypb.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode != 7 {

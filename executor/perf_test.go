@@ -18,6 +18,7 @@ import (
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/flagmap"
+	"github.com/kilnbuild/kiln/internal/testenv"
 	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
 	"github.com/sirupsen/logrus"
 )
@@ -86,9 +87,9 @@ func TestInheritedNotifySocketIsDropped(t *testing.T) {
 }
 
 // startDebugDaemon starts a daemon whose log (debug level) lands in logs.
-func startDebugDaemon(t *testing.T, cfg engine.Config, logs *syncBuffer) *localDaemon {
+func startDebugDaemon(t *testing.T, cfg engine.Config, logs *testenv.SyncBuffer) *localDaemon {
 	t.Helper()
-	logger := testLogger(logs)
+	logger := testenv.Logger(logs)
 	logger.Level = logrus.DebugLevel
 	cfg.Debug, cfg.Logger = true, logger
 	d, err := StartDaemon(context.Background(), cfg)
@@ -104,9 +105,9 @@ func startDebugDaemon(t *testing.T, cfg engine.Config, logs *syncBuffer) *localD
 }
 
 func TestDaemonNotifiesAndStopsIdle(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		var logs syncBuffer
-		d := startDebugDaemon(t, env.daemonConfig(), &logs)
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		var logs testenv.SyncBuffer
+		d := startDebugDaemon(t, daemonConfig(env), &logs)
 		// buildkitd logs the notification after sending it; its log reaches
 		// us through a pipe, possibly after StartDaemon has returned.
 		notified := func() bool { return strings.Contains(logs.String(), "SdNotifyReady notified=true") }
@@ -126,14 +127,14 @@ func TestDaemonNotifiesAndStopsIdle(t *testing.T) {
 		if strings.Contains(logs.String(), "stopping server") {
 			t.Errorf("idle daemon with private state was shut down gracefully, not killed:\n%s", logs.String())
 		}
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
 func TestPersistentRootStopsGracefully(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		var logs syncBuffer
-		cfg := env.daemonConfig()
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		var logs testenv.SyncBuffer
+		cfg := daemonConfig(env)
 		cfg.Root = filepath.Join(env.StateParent, "persistent-root")
 		d := startDebugDaemon(t, cfg, &logs)
 		d.noGracefulStop()
@@ -147,14 +148,14 @@ func TestPersistentRootStopsGracefully(t *testing.T) {
 			t.Errorf("persistent root lost its state: %v", err)
 		}
 		removeRootAsOwner(t, env, cfg.Root)
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
 // removeRootAsOwner deletes a persistent root the test created; as the test
 // user the snapshots may hold files of subordinate IDs, so rootlesskit's
 // namespace does it.
-func removeRootAsOwner(t *testing.T, env modeEnv, root string) {
+func removeRootAsOwner(t *testing.T, env testenv.ModeEnv, root string) {
 	t.Helper()
 	if !env.Rootless {
 		if err := os.RemoveAll(root); err != nil {
@@ -169,11 +170,11 @@ func removeRootAsOwner(t *testing.T, env modeEnv, root string) {
 }
 
 func TestPendingCloseCancels(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		p := startDaemonInBackground(context.Background(), env.daemonConfig())
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		p := startDaemonInBackground(context.Background(), daemonConfig(env))
 		// Close while the daemon is still coming up.
 		deadline := time.Now().Add(30 * time.Second)
-		for len(processesMentioning(env.StateParent)) == 0 && time.Now().Before(deadline) {
+		for len(testenv.ProcessesMentioning(env.StateParent)) == 0 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 		if err := p.Close(); err != nil {
@@ -187,13 +188,13 @@ func TestPendingCloseCancels(t *testing.T) {
 		} else if !errors.Is(err, errBuildEnded) && !errors.Is(err, context.Canceled) {
 			t.Errorf("Wait after Close = %v, want the start cancelled", err)
 		}
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
 func TestPendingStopIdle(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		p := startDaemonInBackground(context.Background(), env.daemonConfig())
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		p := startDaemonInBackground(context.Background(), daemonConfig(env))
 		d, err := p.Wait()
 		if err != nil {
 			t.Fatalf("Wait: %v", err)
@@ -209,7 +210,7 @@ func TestPendingStopIdle(t *testing.T) {
 		if err := p.Close(); err != nil {
 			t.Fatalf("Close after StopIdle: %v", err)
 		}
-		assertNothingLeft(t, env.StateParent)
+		testenv.AssertNothingLeft(t, env.StateParent)
 	})
 }
 
@@ -227,7 +228,7 @@ func TestEarlyDaemonHostsMatchPlanLayerCache(t *testing.T) {
 		{Cache: false, CacheRepo: "127.0.0.2:1/cache", Destinations: []string{"127.0.0.1:1/team/app:v1"}},
 	} {
 		opts.CacheTTL = time.Hour
-		plan, err := PlanLayerCache(context.Background(), LayerCacheConfig{Options: &opts, Registry: registry, Logger: testLogger(&syncBuffer{})})
+		plan, err := PlanLayerCache(context.Background(), LayerCacheConfig{Options: &opts, Registry: registry, Logger: testenv.Logger(&testenv.SyncBuffer{})})
 		if err != nil {
 			t.Fatalf("PlanLayerCache(%+v): %v", opts, err)
 		}

@@ -5,12 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnbuild/kiln/internal/testenv"
 )
 
 // TestRunSeesKanikoEnvironmentAndIDs builds through kiln-runc: RUN gets no
 // variable or mount of BuildKit's tracing, and the ids Kaniko's RUN gets.
 func TestRunSeesKanikoEnvironmentAndIDs(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		_, base, c := startDaemonWithBusybox(t, env)
 
 		dockerfile := "FROM " + base + "\n" +
