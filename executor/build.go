@@ -20,6 +20,7 @@ import (
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/executor/publish"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
@@ -113,7 +114,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		engine.SweepStaleDirs(logrus.StandardLogger(), removeStaleState, workParent(opts), cmp.Or(stateParent(opts), os.TempDir()))
+		engine.SweepStaleDirs(logrus.StandardLogger(), local.RemoveStateDir, workParent(opts), cmp.Or(stateParent(opts), os.TempDir()))
 	}()
 	defer func() { <-swept }()
 
@@ -301,7 +302,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 // daemonStopped explains a solve whose connection broke because the
 // private daemon died (killed, out of memory); nil for any other failure.
 func daemonStopped(ctx context.Context, daemon engine.Daemon, solveErr error) error {
-	local, ok := daemon.(*localDaemon)
+	private, ok := daemon.(*local.Daemon)
 	if !ok || ctx.Err() != nil {
 		return nil
 	}
@@ -309,7 +310,7 @@ func daemonStopped(ctx context.Context, daemon engine.Daemon, solveErr error) er
 	if status.Code(solveErr) == codes.Unavailable {
 		wait = 5 * time.Second
 	}
-	return local.stoppedDuringBuild(wait)
+	return private.StoppedDuringBuild(wait)
 }
 
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have

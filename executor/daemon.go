@@ -7,9 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/moby/buildkit/client"
 )
 
@@ -24,7 +24,16 @@ func StartDaemon(ctx context.Context, cfg engine.Config) (engine.Daemon, error) 
 	if cfg.Embedded {
 		return startEmbedded(ctx, cfg)
 	}
-	return startLocal(ctx, cfg, cfg.Rootless || os.Geteuid() != 0)
+	return asDaemon(local.Start(ctx, cfg))
+}
+
+// asDaemon keeps a failed start's nil pointer from becoming a non-nil
+// Daemon.
+func asDaemon[D engine.Daemon](d D, err error) (engine.Daemon, error) {
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 type remoteDaemon struct {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,32 +12,6 @@ import (
 	"github.com/kilnbuild/kiln/internal/testenv"
 	"github.com/moby/buildkit/client"
 )
-
-// The fake executor's daemon settings.
-const (
-	stateParentEnv = "KILN_EXECUTOR_TEST_STATE_PARENT"
-	binDirEnv      = "KILN_EXECUTOR_TEST_BIN_DIR"
-)
-
-// fakeExecutorEnv makes the test binary act as an executor that starts a daemon,
-// prints "READY" and waits to be killed.
-const fakeExecutorEnv = "KILN_EXECUTOR_TEST_FAKE_EXECUTOR"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(fakeExecutorEnv) == "" {
-		os.Exit(m.Run())
-	}
-	// The daemon is deliberately never closed: the test kills this process.
-	if _, err := StartDaemon(context.Background(), engine.Config{
-		StateParent: os.Getenv(stateParentEnv),
-		BinDir:      os.Getenv(binDirEnv),
-	}); err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
-		os.Exit(1)
-	}
-	os.Stdout.WriteString("READY\n")
-	select {}
-}
 
 // daemonConfig is a private daemon's configuration in env.
 func daemonConfig(env testenv.ModeEnv) engine.Config {

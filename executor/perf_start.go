@@ -9,6 +9,7 @@ import (
 
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
 )
@@ -62,8 +63,8 @@ func (p *pendingDaemon) StopIdle() error {
 			return err
 		}
 	}
-	if d, ok := p.daemon.(*localDaemon); ok {
-		d.noGracefulStop()
+	if d, ok := p.daemon.(*local.Daemon); ok {
+		d.NoGracefulStop()
 	}
 	go p.Close()
 	return nil

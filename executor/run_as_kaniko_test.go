@@ -1,8 +1,6 @@
 package executor
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -64,29 +62,4 @@ func TestRunSeesKanikoEnvironmentAndIDs(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestFindOCIRuntimeNamesWhatIsMissing(t *testing.T) {
-	binDir, pathDir := t.TempDir(), t.TempDir()
-	t.Setenv("PATH", pathDir)
-	if _, _, err := findOCIRuntime(binDir); err == nil || !strings.Contains(err.Error(), "kiln-runc not found in "+binDir+": run make build") {
-		t.Errorf("without kiln-runc: err = %v", err)
-	}
-	writeExecutable(t, filepath.Join(binDir, "kiln-runc"))
-	if _, _, err := findOCIRuntime(binDir); err == nil || !strings.Contains(err.Error(), "runc not found on PATH") {
-		t.Errorf("without runc: err = %v", err)
-	}
-	runc := filepath.Join(pathDir, "runc")
-	writeExecutable(t, runc)
-	wrapper, runtimeEnv, err := findOCIRuntime(binDir)
-	if err != nil || wrapper != filepath.Join(binDir, "kiln-runc") || runtimeEnv != "KILN_OCI_RUNTIME="+runc {
-		t.Errorf("findOCIRuntime = %q, %q, %v; want kiln-runc in %s and runc at %s", wrapper, runtimeEnv, err, binDir, runc)
-	}
-}
-
-func writeExecutable(t *testing.T, path string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 }
