@@ -217,9 +217,6 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		return err
 	}
 	if opts.BuildkitHost != "" {
-		if err := checkRemoteDaemon(ctx, c, opts.BuildkitHost, logrus.StandardLogger()); err != nil {
-			return err
-		}
 		if err := pinBasesForRemote(dockerfile, opts.BuildArgs, pins); err != nil {
 			return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 		}
