@@ -6,6 +6,7 @@ package executor
 import (
 	"context"
 
+	"github.com/kilnbuild/kiln/executor/embedded"
 	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/executor/remote"
@@ -15,12 +16,11 @@ import (
 // private one, and returns once it answers ListWorkers. On any error nothing
 // is left running or on disk.
 func StartDaemon(ctx context.Context, cfg engine.Config) (engine.Daemon, error) {
-	cfg = cfg.WithDefaults()
 	if cfg.Host != "" {
 		return asDaemon(remote.Connect(ctx, cfg))
 	}
 	if cfg.Embedded {
-		return startEmbedded(ctx, cfg)
+		return asDaemon(embedded.StartDaemon(ctx, cfg))
 	}
 	return asDaemon(local.Start(ctx, cfg))
 }

@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/kilnbuild/kiln/executor/embedded"
 	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
@@ -184,7 +185,7 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 			t.Errorf("the image holds the container's %s", name)
 		}
 	}
-	if err := d.(*embeddedDaemon).RestoreRoot(); err != nil {
+	if err := d.(*embedded.Daemon).RestoreRoot(); err != nil {
 		t.Fatal(err)
 	}
 	assertSameTree(t, root, before)

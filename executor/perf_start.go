@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/embedded"
 	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/flagmap"
@@ -58,7 +59,7 @@ func (p *pendingDaemon) StopIdle() error {
 	if p.daemon == nil {
 		return nil
 	}
-	if d, ok := p.daemon.(*embeddedDaemon); ok {
+	if d, ok := p.daemon.(*embedded.Daemon); ok {
 		if err := d.RestoreRoot(); err != nil {
 			return err
 		}

@@ -1,22 +1,29 @@
-package executor
+package embedded
 
 import (
 	"context"
 	"os"
 	"strings"
 
-	"github.com/kilnbuild/kiln/executor/embedded"
 	"github.com/kilnbuild/kiln/executor/engine"
 )
 
-// startEmbedded runs BuildKit in this process (executor/embedded), its state
-// in a private directory under cfg.StateParent that Close removes.
-func startEmbedded(ctx context.Context, cfg engine.Config) (engine.Daemon, error) {
+// Daemon is the engine as the build uses it (engine.Daemon), its state in a
+// private directory under cfg.StateParent that Close removes.
+type Daemon struct {
+	*Engine
+	dir  string
+	lock *os.File
+}
+
+// StartDaemon runs BuildKit in this process for a build configured by cfg.
+func StartDaemon(ctx context.Context, cfg engine.Config) (*Daemon, error) {
+	cfg = cfg.WithDefaults()
 	dir, lock, err := engine.NewStateDir(cfg.StateParent)
 	if err != nil {
 		return nil, err
 	}
-	e, err := embedded.Start(ctx, embedded.Config{
+	e, err := Start(ctx, Config{
 		StateDir:           dir,
 		Root:               cfg.Root,
 		RegistryConfigTOML: cfg.RegistryConfigTOML,
@@ -34,18 +41,12 @@ func startEmbedded(ctx context.Context, cfg engine.Config) (engine.Daemon, error
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &embeddedDaemon{Engine: e, dir: dir, lock: lock}, nil
-}
-
-type embeddedDaemon struct {
-	*embedded.Engine
-	dir  string
-	lock *os.File
+	return &Daemon{Engine: e, dir: dir, lock: lock}, nil
 }
 
 // Close stops the engine (restoring the root filesystem) and removes its
 // private state.
-func (d *embeddedDaemon) Close() error {
+func (d *Daemon) Close() error {
 	err := d.Engine.Close()
 	if rmErr := os.RemoveAll(d.dir); err == nil {
 		err = rmErr
