@@ -115,3 +115,10 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
+
+// ThrowAwayState reports whether the engine's BuildKit root is private to
+// this build: deleted after it, and left to be deleted by a crash, so its
+// databases may skip fsync (kiln's BuildKit patch), collecting its garbage
+// is wasted work and an idle daemon may be killed. A --cache-dir root
+// outlives the build and stays durable.
+func (c Config) ThrowAwayState() bool { return c.Root == "" }

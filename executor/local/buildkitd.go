@@ -25,9 +25,9 @@ func buildkitdArgs(cfg engine.Config, dir, socket, configFile string) []string {
 		"--containerd-worker=false",
 		// Kaniko runs RUN in the host network.
 		"--oci-worker-net=host",
-		// A private root lives for one build, so collecting it is wasted
-		// work; a persistent one must stay bounded (BuildKit's default policy).
-		"--oci-worker-gc=" + strconv.FormatBool(cfg.Root != ""),
+		// A thrown-away root lives for one build; a persistent one must
+		// stay bounded (BuildKit's default policy).
+		"--oci-worker-gc=" + strconv.FormatBool(!cfg.ThrowAwayState()),
 		"--allow-insecure-entitlement=network.host",
 	}
 	if cfg.NoProcessSandbox {

@@ -4,10 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/containerd/platforms"
+	"github.com/kilnbuild/kiln/executor/engine"
 	bkconfig "github.com/moby/buildkit/cmd/buildkitd/config"
 )
 
@@ -57,5 +59,28 @@ func writeExecutable(t *testing.T, path string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A private root is thrown away after the build: no garbage collection and
+// no fsync; the --cache-dir root gets both.
+func TestOnlyAPrivateRootIsThrownAway(t *testing.T) {
+	for _, c := range []struct {
+		root, wantRoot string
+		throwAway      bool
+	}{
+		{"", "/state/root", true},
+		{"/cache/buildkit", "/cache/buildkit", false},
+	} {
+		cfg := engine.Config{Root: c.root}
+		args := buildkitdArgs(cfg, "/state", "/state/buildkitd.sock", "/state/buildkitd.toml")
+		for _, want := range []string{"--root=" + c.wantRoot, "--oci-worker-gc=" + strconv.FormatBool(!c.throwAway)} {
+			if !slices.Contains(args, want) {
+				t.Errorf("root %q: buildkitd args %q lack %s", c.root, args, want)
+			}
+		}
+		if env := throwAwayStateEnv(cfg); (env == "KILN_THROWAWAY_STATE=1") != c.throwAway {
+			t.Errorf("root %q: environment %q, want throw-away %v", c.root, env, c.throwAway)
+		}
 	}
 }

@@ -120,11 +120,10 @@ func Start(ctx context.Context, cfg engine.Config) (_ *Daemon, err error) {
 	return d, nil
 }
 
-// throwAwayStateEnv tells a buildkitd with a private root, deleted after
-// this build, to skip its databases' fsyncs (kiln's BuildKit patch); the
-// --cache-dir root outlives the build and stays durable.
+// throwAwayStateEnv tells buildkitd that its root is thrown away after this
+// build (engine.Config.ThrowAwayState), so its databases skip fsync.
 func throwAwayStateEnv(cfg engine.Config) string {
-	if cfg.Root != "" {
+	if !cfg.ThrowAwayState() {
 		return ""
 	}
 	return "KILN_THROWAWAY_STATE=1"
@@ -217,11 +216,12 @@ func (d *Daemon) Close() error {
 }
 
 // NoGracefulStop makes Close kill the daemon's process group at once when
-// its state is private: nothing in it outlives the build, and the daemon's
-// mount namespace (rootful) or rootlesskit's (rootless) takes the snapshot
-// mounts along. A persistent --cache-dir root still gets a clean shutdown.
+// its state is thrown away: nothing in it outlives the build, and the
+// daemon's mount namespace (rootful) or rootlesskit's (rootless) takes the
+// snapshot mounts along. A persistent --cache-dir root still gets a clean
+// shutdown.
 func (d *Daemon) NoGracefulStop() {
-	if d.cfg.Root == "" {
+	if d.cfg.ThrowAwayState() {
 		d.killAtOnce.Store(true)
 	}
 }
