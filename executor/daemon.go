@@ -1,6 +1,7 @@
-// Package executor runs Dockerfile builds on BuildKit: it owns the daemon
-// lifecycle (a private rootless or rootful buildkitd, or a remote one), the
-// solve into a private OCI layout, and Kaniko-style progress logs.
+// Package executor runs Dockerfile builds on BuildKit: it chooses the engine
+// (executor/local, executor/remote or executor/embedded, behind
+// engine.Daemon), solves into a private OCI layout, and logs Kaniko-style
+// progress.
 package executor
 
 import (
@@ -12,9 +13,9 @@ import (
 	"github.com/kilnbuild/kiln/executor/remote"
 )
 
-// StartDaemon connects to the remote daemon named by cfg.Host or starts a
-// private one, and returns once it answers ListWorkers. On any error nothing
-// is left running or on disk.
+// StartDaemon connects to the remote daemon named by cfg.Host, or starts
+// the embedded engine or a private buildkitd, and returns once it answers.
+// On any error nothing is left running or on disk.
 func StartDaemon(ctx context.Context, cfg engine.Config) (engine.Daemon, error) {
 	if cfg.Host != "" {
 		return asDaemon(remote.Connect(ctx, cfg))

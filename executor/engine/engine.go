@@ -63,7 +63,7 @@ type Config struct {
 	// os.TempDir().
 	StateParent string
 	// Root, when set, is a persistent BuildKit root (the --cache-dir state)
-	// that outlives the daemon; the caller holds its lock (CacheDirState).
+	// that outlives the daemon; the caller holds its lock (executor.CacheDirState).
 	// Empty keeps the root inside the private state dir.
 	Root string
 	// BinDir holds buildkitd, rootlesskit and kiln-runc. Empty looks next to the
