@@ -101,7 +101,9 @@ conformance: deps build workspace image
 RELIABILITY_E2E = TestSecretsNeverLogged|TestMistakesAreExplained|TestFailuresAreOneLineErrors|TestFailingRunExitsWithItsCode|TestSIGTERMStopsTheBuild|TestKilledExecutorLeavesNothing|TestNextBuildRemovesStaleState|TestRemoteDaemonReleases|TestRemoteBuildkitHost|TestRegistryRetries|TestRegistryFaults|TestStalledRegistryEndsWithTheJobsDeadline|TestRunForkedDaemonIsGone|TestRunIgnoringSIGTERMStopsWithTheJob|TestDaemonKilledMidBuild|TestDaemonStoppedMidBuild|TestStateFilesystemFull|TestContextUnreadableMidway|TestConcurrentBuilds|TestHostileInput
 reliability: deps build
 	KILN_RELIABILITY_FULL=1 $(GO) test -count=1 -timeout 30m -v -run '^($(RELIABILITY_E2E))$$' ./e2e
-	$(GO) test -count=1 -timeout 10m -v -run 'TestDaemonDiesWithKilledExecutor|Secret|Mistake|Progress|DaemonRefusal' ./executor
+	$(GO) test -count=1 -timeout 10m -v -run 'Secret|Mistake|Progress' ./executor
+	$(GO) test -count=1 -timeout 10m -v -run 'TestDaemonDiesWithKilledExecutor' ./executor/local
+	$(GO) test -count=1 -timeout 5m -v -run 'TestDaemonRefusal' ./executor/remote
 	$(GO) test -count=1 -timeout 10m -v -run 'TestPushFaults|TestStalledPushEndsWithTheJobsDeadline|TestPushRetry' ./executor/publish
 	$(GO) test -count=1 -timeout 5m -v -run 'TestNetworkFaults|TestManifestFindsAPartialImage|TestOpenEndedRange|TestFault' ./internal/testenv
 	$(GO) test -count=1 -timeout 5m -v -run 'TestSignalStopsTheBuild' ./cli

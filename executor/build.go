@@ -19,6 +19,8 @@ import (
 	"github.com/kilnbuild/kiln/cli"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
+	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/executor/publish"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
@@ -112,19 +114,15 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		sweepStaleDirs(logrus.StandardLogger(), workParent(opts), cmp.Or(stateParent(opts), os.TempDir()))
+		engine.SweepStaleDirs(logrus.StandardLogger(), local.RemoveStateDir, workParent(opts), cmp.Or(stateParent(opts), os.TempDir()))
 	}()
 	defer func() { <-swept }()
 
-	work, err := os.MkdirTemp(workParent(opts), "kiln-build-")
+	work, workLock, err := engine.NewWorkDir(workParent(opts))
 	if err != nil {
-		return fmt.Errorf("creating a work directory: %w", err)
+		return err
 	}
 	defer os.RemoveAll(work)
-	workLock, err := lockPrivateDir(work)
-	if err != nil {
-		return fmt.Errorf("locking the work directory: %w", err)
-	}
 	defer workLock.Close()
 	dockerfile, content, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
 	if err != nil {
@@ -163,7 +161,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	// Released after the daemon using it has stopped.
 	cacheDirState := cacheDirStateFor(ctx, opts, logrus.StandardLogger())
 	defer cacheDirState.Release()
-	daemonCfg := DaemonConfig{
+	daemonCfg := engine.Config{
 		Host:               opts.BuildkitHost,
 		StateParent:        stateParent(opts),
 		Root:               cacheDirState.RootDir(),
@@ -219,9 +217,6 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		return err
 	}
 	if opts.BuildkitHost != "" {
-		if err := checkRemoteDaemon(ctx, c, opts.BuildkitHost, logrus.StandardLogger()); err != nil {
-			return err
-		}
 		if err := pinBasesForRemote(dockerfile, opts.BuildArgs, pins); err != nil {
 			return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 		}
@@ -303,8 +298,8 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 
 // daemonStopped explains a solve whose connection broke because the
 // private daemon died (killed, out of memory); nil for any other failure.
-func daemonStopped(ctx context.Context, daemon Daemon, solveErr error) error {
-	local, ok := daemon.(*localDaemon)
+func daemonStopped(ctx context.Context, daemon engine.Daemon, solveErr error) error {
+	private, ok := daemon.(*local.Daemon)
 	if !ok || ctx.Err() != nil {
 		return nil
 	}
@@ -312,7 +307,7 @@ func daemonStopped(ctx context.Context, daemon Daemon, solveErr error) error {
 	if status.Code(solveErr) == codes.Unavailable {
 		wait = 5 * time.Second
 	}
-	return local.stoppedDuringBuild(wait)
+	return private.StoppedDuringBuild(wait)
 }
 
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
@@ -476,7 +471,7 @@ const (
 // buildctl's --tlsdir, BUILDKIT_TLSDIR holds ca.pem, cert.pem and key.pem (or
 // a Kubernetes TLS secret's ca.crt, tls.crt and tls.key) and excludes the
 // single-file variables.
-func remoteTLSFromEnv(cfg *DaemonConfig, lookup func(string) (string, bool)) error {
+func remoteTLSFromEnv(cfg *engine.Config, lookup func(string) (string, bool)) error {
 	get := func(key string) string { v, _ := lookup(key); return v }
 	cfg.TLSServerName = get(envBuildkitTLSServerName)
 	cfg.TLSCACert, cfg.TLSCert, cfg.TLSKey = get(envBuildkitTLSCACert), get(envBuildkitTLSCert), get(envBuildkitTLSKey)

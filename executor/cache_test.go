@@ -48,7 +48,7 @@ type cacheFixture struct {
 	context string
 }
 
-func newCacheFixture(t *testing.T, env modeEnv) *cacheFixture {
+func newCacheFixture(t *testing.T, env testenv.ModeEnv) *cacheFixture {
 	t.Helper()
 	// The executor finds buildkitd and rootlesskit on PATH.
 	t.Setenv("PATH", env.BinDir+string(os.PathListSeparator)+os.Getenv("PATH"))
@@ -76,20 +76,20 @@ func runExecutor(t *testing.T, args []string) (string, error) {
 // runExecutorIn is runExecutor with a given kaniko dir.
 func runExecutorIn(t *testing.T, args []string, kanikoDir string) (string, error) {
 	t.Helper()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	restore := captureLogs(&logs)
 	defer restore()
 	err := executeIn(t, &logs, args, kanikoDir)
 	return logs.String(), err
 }
 
-func executeInto(t *testing.T, logs *syncBuffer, args []string) error {
+func executeInto(t *testing.T, logs *testenv.SyncBuffer, args []string) error {
 	return executeIn(t, logs, args, t.TempDir())
 }
 
 // executeIn runs the executor with kanikoDir as its kaniko dir; the daemon
 // state inside it is still new and gone after the build.
-func executeIn(t *testing.T, logs *syncBuffer, args []string, kanikoDir string) error {
+func executeIn(t *testing.T, logs *testenv.SyncBuffer, args []string, kanikoDir string) error {
 	inv, err := flagmap.Parse(append(args, "--kaniko-dir="+kanikoDir), nil)
 	if err != nil {
 		t.Fatalf("parsing %v: %v", args, err)
@@ -101,7 +101,7 @@ func executeIn(t *testing.T, logs *syncBuffer, args []string, kanikoDir string) 
 }
 
 // captureLogs sends the standard logger (the executor's) to w.
-func captureLogs(w *syncBuffer) (restore func()) {
+func captureLogs(w *testenv.SyncBuffer) (restore func()) {
 	l := logrus.StandardLogger()
 	out, formatter, level := l.Out, l.Formatter, l.GetLevel()
 	l.SetOutput(w)
@@ -197,7 +197,7 @@ func (f *cacheFixture) cacheTag(t *testing.T, repo string) string {
 }
 
 func TestCacheRepoReusesLayersInFreshBuild(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		f := newCacheFixture(t, env)
 		build := f.args("--destination="+f.reg.Ref("app:1"), "--cache=true")
 
@@ -283,7 +283,7 @@ func blobUploads(reg *testenv.Registry) []string {
 // nor re-uploads nor downloads them, and the image is the one shaping from
 // scratch gives.
 func TestCacheRepoReusesShapedLayers(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		f := newCacheFixture(t, env)
 		// One kaniko dir, as /kaniko in every CI job: shaping leaves it out
 		// of every layer, so it is part of the shaped layers' keys.
@@ -428,7 +428,7 @@ func (f *cacheFixture) assertShapedReuse(t *testing.T, kanikoDir string, reprodu
 }
 
 func TestLocalCacheAndNoPushCache(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		f := newCacheFixture(t, env)
 		local := filepath.Join(t.TempDir(), "cache")
 		build := f.args("--no-push", "--cache=true", "--cache-repo=oci:"+local)
@@ -467,7 +467,7 @@ func baseBlobFetches(reg *testenv.Registry) []string {
 }
 
 func TestCacheDirKeepsStateBetweenBuilds(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		f := newCacheFixture(t, env)
 		cacheDir := t.TempDir()
 		build := f.args("--no-push", "--cache=true", "--cache-dir="+cacheDir)
@@ -487,7 +487,7 @@ func TestCacheDirKeepsStateBetweenBuilds(t *testing.T) {
 		}
 
 		t.Run("concurrent", func(t *testing.T) {
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			restore := captureLogs(&logs)
 			defer restore()
 			errs := make([]error, 2)
@@ -522,21 +522,21 @@ func TestCacheDirKeepsStateBetweenBuilds(t *testing.T) {
 }
 
 func TestWarmerFillsCacheDir(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		f := newCacheFixture(t, env)
 		cacheDir := filepath.Join(t.TempDir(), "made-by-warmer")
 		registry, err := compat.NewRegistrySettings(&flagmap.Options{InsecureRegistries: []string{f.reg.Host}}, "test")
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs syncBuffer
+		var logs testenv.SyncBuffer
 		err = Warm(context.Background(), WarmOptions{
 			Images:      []string{f.base},
 			CacheDir:    cacheDir,
 			Registry:    registry,
 			StateParent: t.TempDir(),
 			BinDir:      env.BinDir,
-			Logger:      testLogger(&logs),
+			Logger:      testenv.Logger(&logs),
 		})
 		if err != nil {
 			t.Fatalf("Warm: %v\n%s", err, logs.String())
@@ -556,7 +556,7 @@ func TestWarmerFillsCacheDir(t *testing.T) {
 
 		err = Warm(context.Background(), WarmOptions{
 			Images: []string{f.reg.Ref("library/missing:1")}, CacheDir: cacheDir, Registry: registry,
-			StateParent: t.TempDir(), BinDir: env.BinDir, Logger: testLogger(&logs),
+			StateParent: t.TempDir(), BinDir: env.BinDir, Logger: testenv.Logger(&logs),
 		})
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("warming only a missing image: error %v, want one line", err)
@@ -595,7 +595,7 @@ func TestPlanLayerCache(t *testing.T) {
 	plan := func(opts flagmap.Options) *LayerCache {
 		t.Helper()
 		opts.Cache, opts.CacheTTL = true, time.Hour
-		cache, err := PlanLayerCache(context.Background(), LayerCacheConfig{Options: &opts, Registry: registry, Logger: testLogger(&syncBuffer{})})
+		cache, err := PlanLayerCache(context.Background(), LayerCacheConfig{Options: &opts, Registry: registry, Logger: testenv.Logger(&testenv.SyncBuffer{})})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -637,7 +637,7 @@ func TestPlanLayerCache(t *testing.T) {
 }
 
 func TestWarmedDigestBaseBuildsWithRegistryDown(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		f := newCacheFixture(t, env)
 		digest, err := f.reg.Pull(t, "library/busybox:latest").Digest()
 		if err != nil {
@@ -649,10 +649,10 @@ func TestWarmedDigestBaseBuildsWithRegistryDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs syncBuffer
+		var logs testenv.SyncBuffer
 		if err := Warm(context.Background(), WarmOptions{
 			Images: []string{pinned}, CacheDir: cacheDir, Registry: registry,
-			StateParent: t.TempDir(), BinDir: env.BinDir, Logger: testLogger(&logs),
+			StateParent: t.TempDir(), BinDir: env.BinDir, Logger: testenv.Logger(&logs),
 		}); err != nil {
 			t.Fatalf("Warm: %v\n%s", err, logs.String())
 		}
@@ -668,7 +668,7 @@ func TestWarmedDigestBaseBuildsWithRegistryDown(t *testing.T) {
 }
 
 func TestProgressLogsCachedStepsLikeKaniko(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	now := time.Now()
 	vertex := func(name string, cached bool) *client.Vertex {
 		return &client.Vertex{Digest: digest.FromString(name), Name: name, Started: &now, Completed: &now, Cached: cached}
@@ -677,7 +677,7 @@ func TestProgressLogsCachedStepsLikeKaniko(t *testing.T) {
 	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{vertex("[2/3] RUN make", true), vertex("[1/3] FROM docker.io/library/busybox:latest", true)}}
 	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{vertex("[2/3] RUN make", true), vertex("[3/3] COPY a /a", false)}}
 	close(ch)
-	if err := showProgress(ch, ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs}); err != nil {
+	if err := showProgress(ch, ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &logs, Stderr: &logs}); err != nil {
 		t.Fatal(err)
 	}
 	out := logs.String()

@@ -3,8 +3,7 @@ package executor
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -14,107 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/internal/testenv"
-	"github.com/sirupsen/logrus"
 )
 
-func TestDaemonStartAndCloseLeaveNothing(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		var debugLog syncBuffer
-		cfg := env.daemonConfig()
-		logger := testLogger(&debugLog)
-		logger.Level = logrus.DebugLevel
-		cfg.Debug, cfg.Logger = true, logger
-		d, err := StartDaemon(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("StartDaemon: %v", err)
-		}
-		if !strings.Contains(debugLog.String(), "buildkitd: ") || !strings.Contains(debugLog.String(), "level=debug") {
-			t.Errorf("daemon log lines not shown at debug level:\n%s", debugLog.String())
-		}
-		if procs := processesMentioning(env.StateParent); len(procs) == 0 {
-			t.Errorf("no daemon process mentions the state dir %s", env.StateParent)
-		}
-		c, err := d.Client(context.Background())
-		if err != nil {
-			t.Fatalf("Client: %v", err)
-		}
-		workers, err := c.ListWorkers(context.Background())
-		if err != nil || len(workers) == 0 {
-			t.Fatalf("ListWorkers = %d workers, %v", len(workers), err)
-		}
-		if got := workers[0].Labels["org.mobyproject.buildkit.worker.network"]; got != "host" {
-			t.Errorf("worker network = %q, want host", got)
-		}
-		if err := d.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		if err := d.Close(); err != nil {
-			t.Fatalf("second Close: %v", err)
-		}
-		assertNothingLeft(t, env.StateParent)
-	})
-}
-
-func TestDaemonStartCancelledCleansUp(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			// Cancel as soon as the daemon process exists, before it is ready.
-			for ctx.Err() == nil && len(processesMentioning(env.StateParent)) == 0 {
-				time.Sleep(time.Millisecond)
-			}
-			cancel()
-		}()
-		d, err := StartDaemon(ctx, env.daemonConfig())
-		if err == nil {
-			d.Close()
-			t.Fatal("StartDaemon succeeded despite cancellation")
-		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("error = %v, want it to wrap context.Canceled", err)
-		}
-		assertNothingLeft(t, env.StateParent)
-	})
-}
-
-func TestDaemonEarlyExitReportsLogTail(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		cfg := env.daemonConfig()
-		cfg.RegistryConfigTOML = "this is = = not toml"
-		start := time.Now()
-		d, err := StartDaemon(context.Background(), cfg)
-		if err == nil {
-			d.Close()
-			t.Fatal("StartDaemon succeeded with an invalid config")
-		}
-		if elapsed := time.Since(start); elapsed > 10*time.Second {
-			t.Errorf("early exit took %s to report; want well under the %s budget", elapsed, cfg.ReadyTimeout)
-		}
-		msg := err.Error()
-		t.Logf("start-up error: %s", msg)
-		if !strings.Contains(msg, "exited during start-up") || !strings.Contains(msg, "toml") {
-			t.Errorf("error lacks the exit and the daemon's own message: %s", msg)
-		}
-		if strings.Contains(msg, "\n") {
-			t.Errorf("error is not one line: %q", msg)
-		}
-		assertNothingLeft(t, env.StateParent)
-	})
-}
-
-func TestDaemonMissingBinaryIsClearError(t *testing.T) {
-	cfg := DaemonConfig{StateParent: t.TempDir(), BinDir: t.TempDir()}
-	_, err := StartDaemon(context.Background(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "buildkitd not found") {
-		t.Fatalf("error = %v, want buildkitd not found", err)
-	}
-	assertNothingLeft(t, cfg.StateParent)
-}
-
 func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		ca := testenv.NewTestCA(t, "buildkit-ca")
 		server, err := ca.IssueServer("buildkitd", "127.0.0.1")
 		if err != nil {
@@ -126,7 +30,7 @@ func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
 		}
 		host := startTCPBuildkitd(t, env, ca.CertFile, server)
 
-		remote := DaemonConfig{
+		remote := engine.Config{
 			Host:        host,
 			TLSCACert:   ca.CertFile,
 			TLSCert:     clientPair.CertFile,
@@ -136,7 +40,7 @@ func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
 		}
 		_, c := startTestDaemon(t, remote)
 		buildScratchCopy(t, c)
-		if procs := processesMentioning(env.StateParent); len(procs) > 0 {
+		if procs := testenv.ProcessesMentioning(env.StateParent); len(procs) > 0 {
 			t.Errorf("remote mode started local processes: %v", procs)
 		}
 
@@ -154,7 +58,7 @@ func TestRemoteDaemonOverMTLSStartsNoLocalDaemon(t *testing.T) {
 
 // startTCPBuildkitd starts a daemon outside StartDaemon, listening on a unix
 // socket and on tcp with mTLS, and returns its tcp:// address.
-func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.KeyPair) string {
+func startTCPBuildkitd(t *testing.T, env testenv.ModeEnv, caFile string, server testenv.KeyPair) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,11 +74,16 @@ func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	socket := filepath.Join(dir, "buildkitd.sock")
 	configFile := filepath.Join(dir, "buildkitd.toml")
-	if err := os.WriteFile(configFile, []byte(daemonConfigTOML("", dir, "")), 0o600); err != nil {
+	// Configured as an operator would, not as kiln's private daemon is; the
+	// default trace socket is under /run/buildkit, unwritable rootless.
+	if err := os.WriteFile(configFile, fmt.Appendf(nil, "[otel]\n  socketPath = %q\n", filepath.Join(dir, "otel.sock")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := append([]string{filepath.Join(env.BinDir, "buildkitd")}, buildkitdArgs(DaemonConfig{}, dir, socket, configFile)...)
-	argv = append(argv, "--addr="+tcpAddr, "--tlscacert="+caFile, "--tlscert="+server.CertFile, "--tlskey="+server.KeyFile)
+	argv := []string{filepath.Join(env.BinDir, "buildkitd"),
+		"--root=" + filepath.Join(dir, "root"), "--config=" + configFile, "--containerd-worker=false",
+		"--oci-worker-net=host", "--allow-insecure-entitlement=network.host",
+		"--addr=unix://" + socket, "--addr=" + tcpAddr,
+		"--tlscacert=" + caFile, "--tlscert=" + server.CertFile, "--tlskey=" + server.KeyFile}
 	if env.Rootless {
 		argv = append([]string{filepath.Join(env.BinDir, "rootlesskit"), "--state-dir=" + filepath.Join(dir, "rk"), "--net=host"}, argv...)
 	}
@@ -199,68 +108,10 @@ func startTCPBuildkitd(t *testing.T, env modeEnv, caFile string, server testenv.
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := connectWhenReady(ctx, "unix://"+socket, exited)
+	c, err := engine.ConnectWhenReady(ctx, "unix://"+socket, exited, nil)
 	if err != nil {
 		t.Fatalf("standalone buildkitd: %v\n%s", err, &logs)
 	}
 	c.Close()
 	return tcpAddr
-}
-
-func TestDaemonDiesWithKilledExecutor(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		self, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stateParent := filepath.Join(env.StateParent, "killed")
-		if err := os.Mkdir(stateParent, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		fakeExecutor := exec.Command(self)
-		fakeExecutor.Env = append(os.Environ(), fakeExecutorEnv+"=1", stateParentEnv+"="+stateParent, binDirEnv+"="+env.BinDir)
-		var stderr bytes.Buffer
-		fakeExecutor.Stderr = &stderr
-		stdout, err := fakeExecutor.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := fakeExecutor.Start(); err != nil {
-			t.Fatal(err)
-		}
-		line := make([]byte, len("READY\n"))
-		if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "READY\n" {
-			fakeExecutor.Process.Kill()
-			fakeExecutor.Wait()
-			t.Fatalf("fake executor did not start its daemon (%v): %s", err, &stderr)
-		}
-		if len(processesMentioning(stateParent)) == 0 {
-			t.Fatal("no daemon process found after READY")
-		}
-		fakeExecutor.Process.Kill() // SIGKILL: no Close, no cleanup code runs
-		fakeExecutor.Wait()
-		deadline := time.Now().Add(10 * time.Second)
-		for len(processesMentioning(stateParent)) > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if procs := processesMentioning(stateParent); len(procs) > 0 {
-			t.Fatalf("daemon outlived its killed executor:\n%s", strings.Join(procs, "\n"))
-		}
-		if mounts := mountsMentioning(t, stateParent); len(mounts) > 0 {
-			t.Errorf("mounts left:\n%s", strings.Join(mounts, "\n"))
-		}
-		// Its reaper removes the state the executor could not.
-		for time.Now().Before(deadline) {
-			if entries, _ := os.ReadDir(stateParent); len(entries) == 0 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if entries, _ := os.ReadDir(stateParent); len(entries) > 0 {
-			t.Errorf("the killed executor's state is left: %v", entries)
-		}
-		if err := os.RemoveAll(stateParent); err != nil {
-			t.Fatal(err)
-		}
-	})
 }

@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/kilnbuild/kiln/executor/embedded"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 )
@@ -92,7 +94,7 @@ func snapshotTree(t *testing.T, root string) map[string]string {
 	return out
 }
 
-func startEmbeddedWithBusybox(t *testing.T) (root, base string, d Daemon) {
+func startEmbeddedWithBusybox(t *testing.T) (root, base string, d engine.Daemon) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the embedded engine test chroots RUN into a test root: run go test as root")
@@ -100,12 +102,12 @@ func startEmbeddedWithBusybox(t *testing.T) (root, base string, d Daemon) {
 	reg := testenv.StartRegistry(t)
 	base = testenv.PushBase(t, reg, "library/busybox:latest", testenv.BusyboxImage(t))
 	root, mountinfo := embeddedTestRoot(t)
-	cfg := DaemonConfig{
+	cfg := engine.Config{
 		Embedded:           true,
 		StateParent:        t.TempDir(),
 		KanikoDir:          "/kaniko",
 		HostRoot:           root,
-		mountinfo:          mountinfo,
+		Mountinfo:          mountinfo,
 		RegistryConfigTOML: fmt.Sprintf("[registry.%q]\n  http = true\n", reg.Host),
 	}
 	d, _ = startTestDaemon(t, cfg)
@@ -144,7 +146,7 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 		DockerfilePath: filepath.Join(dir, "Dockerfile"),
 		HostNetwork:    true,
 		OutputDir:      filepath.Join(t.TempDir(), "layout"),
-		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+		Progress:       ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &logs, Stderr: &logs},
 	}, &logs)
 	img := layoutImage(t, res)
 	files := filesIn(t, img)
@@ -183,7 +185,7 @@ func TestEmbeddedEngineRunsInTheRoot(t *testing.T) {
 			t.Errorf("the image holds the container's %s", name)
 		}
 	}
-	if err := d.(*embeddedDaemon).RestoreRoot(); err != nil {
+	if err := d.(*embedded.Daemon).RestoreRoot(); err != nil {
 		t.Fatal(err)
 	}
 	assertSameTree(t, root, before)
@@ -222,7 +224,7 @@ func TestEmbeddedEngineRunExitCode(t *testing.T) {
 		DockerfilePath: filepath.Join(dir, "Dockerfile"),
 		HostNetwork:    true,
 		OutputDir:      filepath.Join(t.TempDir(), "layout"),
-		Progress:       ProgressOptions{Logger: testLogger(&logs), Stdout: &logs, Stderr: &logs},
+		Progress:       ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &logs, Stderr: &logs},
 	})
 	var exitErr *gatewaypb.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode != 7 {

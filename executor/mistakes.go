@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/moby/buildkit/solver/errdefs"
 )
@@ -177,7 +178,7 @@ func failedInstruction(err error) string {
 		if first < 1 || last > len(lines) || first > last {
 			continue
 		}
-		return oneLine(strings.Join(lines[first-1:last], " "))
+		return engine.OneLine(strings.Join(lines[first-1:last], " "))
 	}
 	return ""
 }

@@ -8,6 +8,9 @@ import (
 	"sync"
 
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/embedded"
+	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/sirupsen/logrus"
 )
@@ -21,7 +24,7 @@ var errBuildEnded = errors.New("the build ended before BuildKit was needed")
 type pendingDaemon struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed once the start returned
-	daemon Daemon
+	daemon engine.Daemon
 	err    error
 
 	closeOnce sync.Once
@@ -30,7 +33,7 @@ type pendingDaemon struct {
 
 // startDaemonInBackground starts what startDaemonWithPreflight would. The
 // caller must Close it on every path.
-func startDaemonInBackground(ctx context.Context, cfg DaemonConfig) *pendingDaemon {
+func startDaemonInBackground(ctx context.Context, cfg engine.Config) *pendingDaemon {
 	ctx, cancel := context.WithCancelCause(ctx)
 	p := &pendingDaemon{cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -41,7 +44,7 @@ func startDaemonInBackground(ctx context.Context, cfg DaemonConfig) *pendingDaem
 }
 
 // Wait returns the daemon once it is ready, or why it could not start.
-func (p *pendingDaemon) Wait() (Daemon, error) {
+func (p *pendingDaemon) Wait() (engine.Daemon, error) {
 	<-p.done
 	return p.daemon, p.err
 }
@@ -56,13 +59,13 @@ func (p *pendingDaemon) StopIdle() error {
 	if p.daemon == nil {
 		return nil
 	}
-	if d, ok := p.daemon.(*embeddedDaemon); ok {
+	if d, ok := p.daemon.(*embedded.Daemon); ok {
 		if err := d.RestoreRoot(); err != nil {
 			return err
 		}
 	}
-	if d, ok := p.daemon.(*localDaemon); ok {
-		d.noGracefulStop()
+	if d, ok := p.daemon.(*local.Daemon); ok {
+		d.NoGracefulStop()
 	}
 	go p.Close()
 	return nil

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/migrate"
 	"github.com/sirupsen/logrus"
 )
@@ -20,7 +21,7 @@ const StateVolumeName = "buildkit"
 // environment preflight of --migration-dry-run: settings that certainly stop
 // a private daemon fail the build before it starts, naming the setting and
 // the securityContext change; what the pod allows adjusts cfg.
-func startDaemonWithPreflight(ctx context.Context, cfg DaemonConfig) (Daemon, error) {
+func startDaemonWithPreflight(ctx context.Context, cfg engine.Config) (engine.Daemon, error) {
 	if cfg.Host != "" {
 		return StartDaemon(ctx, cfg)
 	}
@@ -71,7 +72,7 @@ var advisoryChecks = map[string]bool{"seccomp": true}
 // adapts cfg to the others: a masked /proc makes a rootless daemon run RUN
 // without its own PID namespace, as Kubernetes pods without procMount:
 // Unmasked require.
-func applyPreflight(cfg *DaemonConfig, findings []migrate.Finding, rootless bool, log logrus.FieldLogger) error {
+func applyPreflight(cfg *engine.Config, findings []migrate.Finding, rootless bool, log logrus.FieldLogger) error {
 	var blocking, warnings []string
 	for _, f := range findings {
 		switch {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/kilnbuild/kiln/migrate"
 	"github.com/sirupsen/logrus"
 )
@@ -24,7 +25,7 @@ func TestApplyPreflightBlocksWithTheSettingAndTheFix(t *testing.T) {
 			Why: "the seccomp or AppArmor profile blocks unshare(CLONE_NEWUSER)", Fix: "securityContext: {seccompProfile: {type: Unconfined}}"},
 		{Check: "seccomp", Severity: migrate.SeverityError, Seen: "seccomp filter active (Seccomp: 2)", Fix: "securityContext: {seccompProfile: {type: Unconfined}}"},
 	}
-	var cfg DaemonConfig
+	var cfg engine.Config
 	err := applyPreflight(&cfg, findings, true, quietLogger())
 	if err == nil {
 		t.Fatal("a failing user-namespace check must stop the build before the daemon starts")
@@ -42,7 +43,7 @@ func TestApplyPreflightBlocksWithTheSettingAndTheFix(t *testing.T) {
 
 func TestApplyPreflightSeccompAloneIsAdvisory(t *testing.T) {
 	findings := []migrate.Finding{{Check: "seccomp", Severity: migrate.SeverityError, Seen: "seccomp filter active (Seccomp: 2)", Fix: "unconfined"}}
-	var cfg DaemonConfig
+	var cfg engine.Config
 	if err := applyPreflight(&cfg, findings, true, quietLogger()); err != nil {
 		t.Fatalf("a seccomp filter alone may allow BuildKit (custom profile); got %v", err)
 	}
@@ -53,14 +54,14 @@ func TestApplyPreflightSeccompAloneIsAdvisory(t *testing.T) {
 
 func TestApplyPreflightMaskedProcDisablesTheSandboxOnlyRootless(t *testing.T) {
 	masked := []migrate.Finding{{Check: "proc-masks", Severity: migrate.SeverityWarning, Seen: "masked: /proc/kcore"}}
-	var rootless DaemonConfig
+	var rootless engine.Config
 	if err := applyPreflight(&rootless, masked, true, quietLogger()); err != nil {
 		t.Fatal(err)
 	}
 	if !rootless.NoProcessSandbox {
 		t.Error("rootless with a masked /proc must run without a process sandbox")
 	}
-	var rootful DaemonConfig
+	var rootful engine.Config
 	if err := applyPreflight(&rootful, masked, false, quietLogger()); err != nil {
 		t.Fatal(err)
 	}

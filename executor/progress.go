@@ -11,6 +11,7 @@ import (
 
 	containerdlog "github.com/containerd/log"
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/moby/buildkit/client"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 	"github.com/moby/buildkit/util/bklog"
@@ -83,7 +84,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 	}
 
 	// Written only by the display goroutine, line by line, synchronously.
-	plainOut := &lineWriter{emit: func(line string) { opts.Logger.Debug(line) }}
+	plainOut := &engine.LineWriter{Emit: func(line string) { opts.Logger.Debug(line) }}
 	display, err := progressui.NewDisplay(plainOut, progressui.PlainMode)
 	if err != nil {
 		for s := range ch {
@@ -230,7 +231,7 @@ type BuildError struct {
 	Code int
 }
 
-func (e *BuildError) Error() string { return "error building image: " + oneLine(e.Err.Error()) }
+func (e *BuildError) Error() string { return "error building image: " + engine.OneLine(e.Err.Error()) }
 
 func (e *BuildError) Unwrap() error { return e.Err }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnbuild/kiln/internal/testenv"
 	"github.com/moby/buildkit/client"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 	digest "github.com/opencontainers/go-digest"
@@ -49,7 +50,7 @@ func TestProgressPrintsEachInstructionOnceWithOutput(t *testing.T) {
 	}
 	ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: run, Name: "[1/1] RUN make", Started: &now, Completed: &now}}}
 	close(ch)
-	if err := showProgress(ch, ProgressOptions{Logger: testLogger(&logs), Stdout: &stdout, Stderr: &stderr}); err != nil {
+	if err := showProgress(ch, ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &stdout, Stderr: &stderr}); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Count(logs.String(), `level=info msg="RUN make"`); got != 1 {
@@ -62,7 +63,7 @@ func TestProgressPrintsEachInstructionOnceWithOutput(t *testing.T) {
 
 func TestProgressDebugAddsPlainProgress(t *testing.T) {
 	var logs bytes.Buffer
-	logger := testLogger(&logs)
+	logger := testenv.Logger(&logs)
 	logger.Level = logrus.DebugLevel
 	now := time.Now()
 	ch := make(chan *client.SolveStatus, 1)
@@ -99,21 +100,6 @@ func TestBuildErrorExitCode(t *testing.T) {
 	}
 	if got := newBuildError(errors.New("line one\n  line two")).Error(); got != "error building image: line one line two" {
 		t.Errorf("multi-line error became %q", got)
-	}
-}
-
-func TestDaemonLogTailDropsStackTraces(t *testing.T) {
-	var debug bytes.Buffer
-	logger := testLogger(&debug)
-	logger.Level = logrus.DebugLevel
-	l := newDaemonLog(nil, logger, true)
-	fmt.Fprint(l, "level=info msg=starting\nbuildkitd: config is broken\nmain.main\n\t/src/main.go:10\nruntime.goexit\n\t/src/asm.s:1\n")
-	fmt.Fprint(l, "partial line")
-	if got, want := l.tail(), "level=info msg=starting buildkitd: config is broken partial line"; got != want {
-		t.Errorf("tail = %q, want %q", got, want)
-	}
-	if !strings.Contains(debug.String(), "buildkitd: buildkitd: config is broken") {
-		t.Errorf("daemon lines not forwarded at debug level:\n%s", &debug)
 	}
 }
 

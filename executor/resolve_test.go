@@ -35,7 +35,7 @@ func resolverFor(t *testing.T, opts flagmap.Options, logs *bytes.Buffer, sleeps 
 		Registry: settings,
 		Keychain: authn.DefaultKeychain,
 		Platform: opts.CustomPlatform,
-		Log:      testLogger(logs),
+		Log:      testenv.Logger(logs),
 		Sleep: func(_ context.Context, d time.Duration) error {
 			*sleeps = append(*sleeps, d)
 			return nil

@@ -1,16 +1,16 @@
 package executor
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kilnbuild/kiln/internal/testenv"
 )
 
 // TestRunSeesKanikoEnvironmentAndIDs builds through kiln-runc: RUN gets no
 // variable or mount of BuildKit's tracing, and the ids Kaniko's RUN gets.
 func TestRunSeesKanikoEnvironmentAndIDs(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		_, base, c := startDaemonWithBusybox(t, env)
 
 		dockerfile := "FROM " + base + "\n" +
@@ -62,29 +62,4 @@ func TestRunSeesKanikoEnvironmentAndIDs(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestFindOCIRuntimeNamesWhatIsMissing(t *testing.T) {
-	binDir, pathDir := t.TempDir(), t.TempDir()
-	t.Setenv("PATH", pathDir)
-	if _, _, err := findOCIRuntime(binDir); err == nil || !strings.Contains(err.Error(), "kiln-runc not found in "+binDir+": run make build") {
-		t.Errorf("without kiln-runc: err = %v", err)
-	}
-	writeExecutable(t, filepath.Join(binDir, "kiln-runc"))
-	if _, _, err := findOCIRuntime(binDir); err == nil || !strings.Contains(err.Error(), "runc not found on PATH") {
-		t.Errorf("without runc: err = %v", err)
-	}
-	runc := filepath.Join(pathDir, "runc")
-	writeExecutable(t, runc)
-	wrapper, runtimeEnv, err := findOCIRuntime(binDir)
-	if err != nil || wrapper != filepath.Join(binDir, "kiln-runc") || runtimeEnv != "KILN_OCI_RUNTIME="+runc {
-		t.Errorf("findOCIRuntime = %q, %q, %v; want kiln-runc in %s and runc at %s", wrapper, runtimeEnv, err, binDir, runc)
-	}
-}
-
-func writeExecutable(t *testing.T, path string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/internal/testenv"
 	"github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
@@ -26,7 +27,7 @@ func TestProgressNeverShowsBuildArgValues(t *testing.T) {
 	}
 	secrets := newSecretFilter([]string{"TOKEN=" + testSecret, "SHORT=1"})
 	var logs bytes.Buffer
-	logger := testLogger(&logs)
+	logger := testenv.Logger(&logs)
 	logger.Level = logrus.TraceLevel
 	defer secrets.hideIn(logger)()
 

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/kilnbuild/kiln/compat/shape"
+	"github.com/kilnbuild/kiln/internal/testenv"
 )
 
 // scopedRegistry is go-containerregistry's registry with blobs kept per
@@ -94,7 +95,7 @@ func TestShapedLayersAreMountedNotUploaded(t *testing.T) {
 	}
 	cacheTag := app.Registry.Repo("team/app/cache").Tag("kiln-0123456789abcdef" + shapedTagSuffix)
 	open := func() *ShapeCache {
-		c := openShapeCache(ctx, shapeCacheConfig{stores: []shapeStore{&registryShapes{ref: cacheTag}}, version: "test", log: testLogger(io.Discard)})
+		c := openShapeCache(ctx, shapeCacheConfig{stores: []shapeStore{&registryShapes{ref: cacheTag}}, version: "test", log: testenv.Logger(io.Discard)})
 		if !c.wait(ctx) {
 			t.Fatal("loading the shaped layers did not finish")
 		}

@@ -116,7 +116,7 @@ func scratchCopyRequest(t *testing.T, logs io.Writer) SolveRequest {
 		Labels:         map[string]string{"org.example.team": "kiln"},
 		HostNetwork:    true,
 		OutputDir:      filepath.Join(t.TempDir(), "layout"),
-		Progress:       ProgressOptions{Logger: testLogger(logs), Stdout: logs, Stderr: logs},
+		Progress:       ProgressOptions{Logger: testenv.Logger(logs), Stdout: logs, Stderr: logs},
 	}
 }
 
@@ -152,14 +152,14 @@ func buildScratchCopy(t *testing.T, c *client.Client) {
 }
 
 func TestSolveScratchCopyIntoOCILayout(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
-		_, c := startTestDaemon(t, env.daemonConfig())
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
+		_, c := startTestDaemon(t, daemonConfig(env))
 		buildScratchCopy(t, c)
 	})
 }
 
 func TestSolveFromRegistryBase(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		cfg, base, c := startDaemonWithBusybox(t, env)
 
 		t.Run("run", func(t *testing.T) {
@@ -206,7 +206,7 @@ func TestSolveFromRegistryBase(t *testing.T) {
 					DockerfilePath: filepath.Join(dir, "Dockerfile"),
 					HostNetwork:    true,
 					OutputDir:      filepath.Join(t.TempDir(), "layout"),
-					Progress:       ProgressOptions{Logger: testLogger(io.Discard), Stdout: out, Stderr: io.Discard},
+					Progress:       ProgressOptions{Logger: testenv.Logger(io.Discard), Stdout: out, Stderr: io.Discard},
 				})
 				solved <- err
 			}()
@@ -217,7 +217,7 @@ func TestSolveFromRegistryBase(t *testing.T) {
 			case <-time.After(time.Minute):
 				t.Fatal("RUN did not start within a minute")
 			}
-			if len(processesMentioning(marker)) == 0 {
+			if len(testenv.ProcessesMentioning(marker)) == 0 {
 				t.Fatal("the RUN process is not visible; cannot check it is reaped")
 			}
 			go d.Close() // as a signal handler would
@@ -232,7 +232,7 @@ func TestSolveFromRegistryBase(t *testing.T) {
 			if err := d.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
-			if procs := processesMentioning(marker); len(procs) > 0 {
+			if procs := testenv.ProcessesMentioning(marker); len(procs) > 0 {
 				t.Errorf("RUN process outlived the daemon:\n%s", strings.Join(procs, "\n"))
 			}
 		})
@@ -244,7 +244,7 @@ func TestSolveFromRegistryBase(t *testing.T) {
 				DockerfilePath: filepath.Join(dir, "Dockerfile"),
 				HostNetwork:    true,
 				OutputDir:      filepath.Join(t.TempDir(), "layout"),
-				Progress:       ProgressOptions{Logger: testLogger(io.Discard), Stdout: io.Discard, Stderr: io.Discard},
+				Progress:       ProgressOptions{Logger: testenv.Logger(io.Discard), Stdout: io.Discard, Stderr: io.Discard},
 			})
 			var coded interface{ ExitCode() int }
 			if !errors.As(err, &coded) || coded.ExitCode() != 7 {

@@ -17,10 +17,10 @@ import (
 // need run next to it; the earliest failing stage fails the build, and a
 // step two solves share shows its output once.
 func TestSolveBuildsExtraStages(t *testing.T) {
-	forEachMode(t, func(t *testing.T, env modeEnv) {
+	testenv.ForEachMode(t, func(t *testing.T, env testenv.ModeEnv) {
 		reg := testenv.StartRegistry(t)
 		base := testenv.PushBase(t, reg, "library/busybox:latest", testenv.BusyboxImage(t))
-		cfg := env.daemonConfig()
+		cfg := daemonConfig(env)
 		cfg.RegistryConfigTOML = fmt.Sprintf("[registry.%q]\n  http = true\n", reg.Host)
 		_, c := startTestDaemon(t, cfg)
 		dir := writeContext(t, map[string]string{"Dockerfile": "" +
@@ -43,7 +43,7 @@ func TestSolveBuildsExtraStages(t *testing.T) {
 				NoCache:        true,
 				OutputDir:      filepath.Join(t.TempDir(), "layout"),
 				ExtraTargets:   extra,
-				Progress:       ProgressOptions{Logger: testLogger(logs), Stdout: logs, Stderr: logs},
+				Progress:       ProgressOptions{Logger: testenv.Logger(logs), Stdout: logs, Stderr: logs},
 			}
 		}
 

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/kilnbuild/kiln/compat"
+	"github.com/kilnbuild/kiln/executor/engine"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
@@ -25,7 +26,7 @@ type WarmOptions struct {
 	Registry *compat.RegistrySettings
 	// DockerConfigDir holds config.json with registry credentials.
 	DockerConfigDir string
-	// StateParent and BinDir are as in DaemonConfig.
+	// StateParent and BinDir are as in engine.Config.
 	StateParent, BinDir string
 	Logger              logrus.FieldLogger
 }
@@ -68,7 +69,7 @@ func Warm(ctx context.Context, opts WarmOptions) error {
 		}
 		hosts.Pull = append(hosts.Pull, ref.Context().RegistryStr())
 	}
-	daemon, err := StartDaemon(ctx, DaemonConfig{
+	daemon, err := StartDaemon(ctx, engine.Config{
 		StateParent:        opts.StateParent,
 		BinDir:             opts.BinDir,
 		Root:               state.Root,

@@ -13,7 +13,7 @@ import (
 )
 
 // OldestBuildkitVersion is the oldest BuildKit release kiln supports as a
-// remote daemon; buildkit-oldest/go.mod pins it (executor.OldestBuildKit is
+// remote daemon; buildkit-oldest/go.mod pins it (executor/remote.OldestBuildKit is
 // its minor line).
 const OldestBuildkitVersion = "v0.26.3"
 

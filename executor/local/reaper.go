@@ -1,4 +1,4 @@
-package executor
+package local
 
 import (
 	"errors"
@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kilnbuild/kiln/executor/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,7 +95,7 @@ func runReaper(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	// The lock on the state dir (see lockPrivateDir) is this process's to
+	// The lock on the state dir (see engine.NewStateDir) is this process's to
 	// hold, not the daemon's.
 	for fd := 3; fd < 16; fd++ {
 		syscall.CloseOnExec(fd)
@@ -161,7 +162,7 @@ func runReaper(args []string) int {
 
 // cleanUp removes what the dead executor would have removed.
 func (c reaperConfig) cleanUp() {
-	d := &localDaemon{dir: c.stateDir, sockDir: c.sockDir, rootless: c.rootless, cfg: DaemonConfig{BinDir: c.binDir}}
+	d := &Daemon{dir: c.stateDir, sockDir: c.sockDir, rootless: c.rootless, cfg: engine.Config{BinDir: c.binDir}}
 	_ = d.removeState()
 	for _, dir := range c.removeOnCrash {
 		_ = os.RemoveAll(dir)
@@ -242,7 +243,7 @@ func procStat(stat []byte) (state byte, ppid, pgrp int, ok bool) {
 
 // reaperCommand runs the daemon argv under the reaper. The reaper holds
 // the state dir's lock too, so the dir counts as live until it is gone.
-func (d *localDaemon) reaperCommand(argv []string) (*exec.Cmd, error) {
+func (d *Daemon) reaperCommand(argv []string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding the executor binary to run %s: %w", reaperName, err)
@@ -256,7 +257,7 @@ func (d *localDaemon) reaperCommand(argv []string) (*exec.Cmd, error) {
 		executorPID:   os.Getpid(),
 	}
 	if d.rootless {
-		rootlesskit, err := findBinary(d.cfg.BinDir, "rootlesskit")
+		rootlesskit, err := engine.FindBinary(d.cfg.BinDir, "rootlesskit")
 		if err != nil {
 			return nil, err
 		}

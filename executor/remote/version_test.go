@@ -1,4 +1,4 @@
-package executor
+package remote
 
 import (
 	"strings"
@@ -35,13 +35,5 @@ func TestParseRelease(t *testing.T) {
 	}
 	if !olderThan("v0.9.10", "v0.26.0") || olderThan("v0.26.0", "v0.26.0") || !olderThan("v0.26.3", "v0.27.0") {
 		t.Error("olderThan compares numbers, not strings")
-	}
-}
-
-func TestRedirects(t *testing.T) {
-	same := []PinnedImage{{Image: "busybox", Pinned: "index.docker.io/library/busybox@sha256:" + strings.Repeat("a", 64)}}
-	mirrored := []PinnedImage{{Image: "busybox", Pinned: "mirror.example.com/library/busybox@sha256:" + strings.Repeat("a", 64)}}
-	if redirects(same) || !redirects(mirrored) {
-		t.Errorf("redirects: same registry %v, mirror %v", redirects(same), redirects(mirrored))
 	}
 }

@@ -1,7 +1,8 @@
-package executor
+package engine
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,9 +17,40 @@ import (
 // taken belongs to no live build.
 const privateDirLock = ".kiln-lock"
 
-// privateDirPatterns name the dirs a build makes and removes on every exit
-// path it lives through: the daemon's state and the work dir.
-var privateDirPatterns = []string{"kiln-buildkit-*", "kiln-build-*"}
+// The private dirs a build makes and removes on every exit path it lives
+// through: the engine's state and the build's work dir.
+const (
+	stateDirPrefix = "kiln-buildkit-"
+	workDirPrefix  = "kiln-build-"
+)
+
+// NewStateDir creates an engine's private state dir under parent (empty
+// means os.TempDir()), locked until lock is closed (see lockPrivateDir).
+func NewStateDir(parent string) (dir string, lock *os.File, err error) {
+	return newPrivateDir(parent, stateDirPrefix, "the BuildKit state dir")
+}
+
+// NewWorkDir creates the build's private work dir under parent, locked
+// like a state dir.
+func NewWorkDir(parent string) (dir string, lock *os.File, err error) {
+	return newPrivateDir(parent, workDirPrefix, "a work directory")
+}
+
+func newPrivateDir(parent, prefix, what string) (string, *os.File, error) {
+	dir, err := os.MkdirTemp(parent, prefix)
+	if err != nil {
+		if parent == "" {
+			parent = os.TempDir()
+		}
+		return "", nil, fmt.Errorf("creating %s under %s (check that it is writable): %w", what, parent, err)
+	}
+	lock, err := lockPrivateDir(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("locking %s %s: %w", what, dir, err)
+	}
+	return dir, lock, nil
+}
 
 // lockPrivateDir marks dir as in use until the returned file is closed or
 // the process (and every child the file was handed to) has ended.
@@ -40,21 +72,22 @@ func lockPrivateDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// sweepStaleDirs removes the private dirs under parents that a killed build
-// left behind (one whose reaper was killed too). A dir is stale only when
-// it is this user's, has a lock file and nobody holds the lock: a dir being
-// created (no lock file yet), one of another user or of a live build stays.
-func sweepStaleDirs(log logrus.FieldLogger, parents ...string) {
+// SweepStaleDirs removes with remove the private dirs under parents that a
+// killed build left behind (one whose reaper was killed too). A dir is
+// stale only when it is this user's, has a lock file and nobody holds the
+// lock: a dir being created (no lock file yet), one of another user or of a
+// live build stays.
+func SweepStaleDirs(log logrus.FieldLogger, remove func(dir string) error, parents ...string) {
 	seen := map[string]bool{}
 	for _, parent := range parents {
 		if parent == "" || seen[parent] {
 			continue
 		}
 		seen[parent] = true
-		for _, pattern := range privateDirPatterns {
-			dirs, _ := filepath.Glob(filepath.Join(parent, pattern))
+		for _, prefix := range []string{stateDirPrefix, workDirPrefix} {
+			dirs, _ := filepath.Glob(filepath.Join(parent, prefix+"*"))
 			for _, dir := range dirs {
-				removed, err := removeIfStale(dir)
+				removed, err := removeIfStale(dir, remove)
 				switch {
 				case err != nil:
 					log.Debugf("left %s, a killed build's private dir: %v", dir, err)
@@ -66,7 +99,7 @@ func sweepStaleDirs(log logrus.FieldLogger, parents ...string) {
 	}
 }
 
-func removeIfStale(dir string) (removed bool, err error) {
+func removeIfStale(dir string, remove func(dir string) error) (removed bool, err error) {
 	info, err := os.Lstat(dir)
 	if err != nil || !info.IsDir() {
 		return false, nil
@@ -86,8 +119,7 @@ func removeIfStale(dir string) (removed bool, err error) {
 		return false, nil // a live build's
 	}
 	// Held while removing, so two sweeping builds do not both remove it.
-	d := &localDaemon{dir: dir, rootless: os.Geteuid() != 0}
-	if err := d.removeState(); err != nil {
+	if err := remove(dir); err != nil {
 		return false, err
 	}
 	return true, nil
