@@ -26,6 +26,7 @@ func StartDaemon(ctx context.Context, cfg engine.Config) (*Daemon, error) {
 	e, err := Start(ctx, Config{
 		StateDir:           dir,
 		Root:               cfg.Root,
+		ThrowAwayState:     cfg.ThrowAwayState(),
 		RegistryConfigTOML: cfg.RegistryConfigTOML,
 		KanikoDir:          cfg.KanikoDir,
 		Keep:               cfg.Keep,

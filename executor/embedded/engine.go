@@ -51,6 +51,9 @@ type Config struct {
 	// Root, when set, is a persistent BuildKit root (the --cache-dir
 	// state); empty keeps it in StateDir.
 	Root string
+	// ThrowAwayState marks state deleted after this build (or by the next
+	// one after a crash): its databases skip fsync (kiln's BuildKit patch).
+	ThrowAwayState bool
 	// RegistryConfigTOML is buildkitd.toml text of [registry."host"] tables.
 	RegistryConfigTOML string
 	// KanikoDir is Kaniko's own directory, never part of the image.
@@ -157,10 +160,7 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	}
 	hosts := resolver.NewRegistryConfig(daemonCfg.Registries)
 
-	// A private root is deleted after this build, a crash leaves it to be
-	// deleted: its databases skip fsync (kiln's BuildKit patch). The
-	// --cache-dir state outlives the build and stays durable.
-	boltutil.SetThrowAwayState(cfg.Root == "")
+	boltutil.SetThrowAwayState(cfg.ThrowAwayState)
 	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner)
 	if err != nil {
 		return nil, err

@@ -75,9 +75,9 @@ type syncedFile struct {
 // snapshotStamp identifies a snapshot's file; its ctime is left out because
 // linking it into the next snapshot moves it.
 type snapshotStamp struct {
-	id            fileID
-	size          int64
-	mtime         unix.Timespec
+	id             fileID
+	size           int64
+	mtime          unix.Timespec
 	mode, uid, gid uint32
 }
 
