@@ -21,11 +21,31 @@ import (
 // a file next to the tar (which is then removed), hashing both streams on
 // the way. level <= 0 means gzip.BestSpeed, as in LayerFromFile.
 func gzipLayer(tarFile string, mediaType types.MediaType, level int) (v1.Layer, error) {
+	return spoolGzip(tarFile, mediaType, level, kanikoGzip)
+}
+
+// fastGzipLayer is gzipLayer with klauspost's compressor: a valid stream of
+// other bytes in less CPU, for layers whose digest no one compares with
+// Kaniko's (without --reproducible the times in them differ anyway).
+func fastGzipLayer(tarFile string, mediaType types.MediaType, level int) (v1.Layer, error) {
+	return spoolGzip(tarFile, mediaType, level, fastGzip)
+}
+
+type gzipWriter func(w io.Writer, level int) (io.WriteCloser, error)
+
+// kanikoGzip is the writer go-containerregistry uses (stdlib gzip, default
+// header); deflate's output does not depend on how the input is split into
+// writes.
+func kanikoGzip(w io.Writer, level int) (io.WriteCloser, error) { return gzip.NewWriterLevel(w, level) }
+
+func fastGzip(w io.Writer, level int) (io.WriteCloser, error) { return kgzip.NewWriterLevel(w, level) }
+
+func spoolGzip(tarFile string, mediaType types.MediaType, level int, newWriter gzipWriter) (v1.Layer, error) {
 	if level <= 0 {
 		level = gzip.BestSpeed
 	}
 	l := &spooledLayer{path: tarFile + ".gz", mediaType: mediaType}
-	if err := l.compress(tarFile, level); err != nil {
+	if err := l.compress(tarFile, level, newWriter); err != nil {
 		return nil, err
 	}
 	if err := os.Remove(tarFile); err != nil {
@@ -42,7 +62,7 @@ type spooledLayer struct {
 	size           int64
 }
 
-func (l *spooledLayer) compress(src string, level int) (err error) {
+func (l *spooledLayer) compress(src string, level int, newWriter gzipWriter) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -59,9 +79,7 @@ func (l *spooledLayer) compress(src string, level int) (err error) {
 	}()
 	compressed, uncompressed := sha256.New(), sha256.New()
 	counted := &countingWriter{w: io.MultiWriter(out, compressed)}
-	// The same writer ggcr uses (stdlib gzip, default header); deflate's
-	// output does not depend on how the input is split into writes.
-	gw, err := gzip.NewWriterLevel(counted, level)
+	gw, err := newWriter(counted, level)
 	if err != nil {
 		return fmt.Errorf("gzip level %d: %w", level, err)
 	}

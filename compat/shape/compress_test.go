@@ -125,3 +125,41 @@ func compressedSHA(t *testing.T, l v1.Layer) [32]byte {
 	}
 	return [32]byte(h.Sum(nil))
 }
+
+func TestFastGzipLayerHoldsTheTar(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "layer.tar")
+	writeTestTar(t, src)
+	want, err := tarball.LayerFromFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDiffID, err := want.DiffID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fastGzipLayer(src, types.DockerLayer, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffID, err := got.DiffID(); err != nil || diffID != wantDiffID {
+		t.Errorf("diff ID %v (%v), the tar's %v", diffID, err, wantDiffID)
+	}
+	digest, err := got.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blob := compressedSHA(t, got); hex.EncodeToString(blob[:]) != digest.Hex {
+		t.Errorf("compressed bytes sha256 %x, digest %s", blob, digest)
+	}
+	rc, err := got.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, rc)
+	rc.Close()
+	if err != nil || hex.EncodeToString(h.Sum(nil)) != wantDiffID.Hex {
+		t.Errorf("the stream inflates to %x (%v), want the tar %s", h.Sum(nil), err, wantDiffID)
+	}
+}

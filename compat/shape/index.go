@@ -76,7 +76,7 @@ func (x *indexWriter) finish() (l v1.Layer, ok bool) {
 		x.err = err
 	}
 	if x.err == nil {
-		l, x.err = gzipLayer(name, types.OCILayer, 0)
+		l, x.err = fastGzipLayer(name, types.OCILayer, 0)
 	}
 	if x.err != nil {
 		os.Remove(name)

@@ -390,8 +390,8 @@ func (s *shaper) shapeInstruction(idxs []int, cmd instructions.Command) (v1.Laye
 	return s.layerFromFile(file, idxs[len(idxs)-1])
 }
 
-// layerFromFile compresses a shaped tar as Kaniko would: gzip under
-// --reproducible, else in the media type of BuildKit's layer idx.
+// layerFromFile compresses a shaped tar as Kaniko would: gzip with Kaniko's
+// bytes under --reproducible, else in the media type of BuildKit's layer idx.
 func (s *shaper) layerFromFile(file string, idx int) (v1.Layer, error) {
 	if s.opts.Reproducible {
 		return gzipLayer(file, types.DockerLayer, 0)
@@ -401,7 +401,7 @@ func (s *shaper) layerFromFile(file string, idx int) (v1.Layer, error) {
 		return nil, err
 	}
 	if isGzipLayer(mt) {
-		return gzipLayer(file, mt, s.opts.CompressionLevel)
+		return fastGzipLayer(file, mt, s.opts.CompressionLevel)
 	}
 	layerOpts := []tarball.LayerOption{tarball.WithMediaType(mt)}
 	if s.opts.CompressionLevel > 0 {
