@@ -98,15 +98,8 @@ func TestGzipLayerMatchesLayerFromFileBytes(t *testing.T) {
 			if wantSize, _ := want.Size(); gotSize != wantSize {
 				t.Errorf("size = %d, LayerFromFile's %d", gotSize, wantSize)
 			}
-			rc, err := got.Uncompressed()
-			if err != nil {
-				t.Fatal(err)
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, rc)
-			rc.Close()
-			if diffID, _ := got.DiffID(); err != nil || diffID.Hex != hex.EncodeToString(h.Sum(nil)) {
-				t.Errorf("Uncompressed() hashes to %x (%v), diff ID %s", h.Sum(nil), err, diffID)
+			if diffID, _ := got.DiffID(); uncompressedSHA(t, got) != diffID.Hex {
+				t.Errorf("Uncompressed() does not hash to the diff ID %s", diffID)
 			}
 		})
 	}
@@ -152,14 +145,21 @@ func TestFastGzipLayerHoldsTheTar(t *testing.T) {
 	if blob := compressedSHA(t, got); hex.EncodeToString(blob[:]) != digest.Hex {
 		t.Errorf("compressed bytes sha256 %x, digest %s", blob, digest)
 	}
-	rc, err := got.Uncompressed()
+	if got := uncompressedSHA(t, got); got != wantDiffID.Hex {
+		t.Errorf("the stream inflates to %s, want the tar %s", got, wantDiffID)
+	}
+}
+
+func uncompressedSHA(t *testing.T, l v1.Layer) string {
+	t.Helper()
+	rc, err := l.Uncompressed()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rc.Close()
 	h := sha256.New()
-	_, err = io.Copy(h, rc)
-	rc.Close()
-	if err != nil || hex.EncodeToString(h.Sum(nil)) != wantDiffID.Hex {
-		t.Errorf("the stream inflates to %x (%v), want the tar %s", h.Sum(nil), err, wantDiffID)
+	if _, err := io.Copy(h, rc); err != nil {
+		t.Fatal(err)
 	}
+	return hex.EncodeToString(h.Sum(nil))
 }
