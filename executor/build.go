@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"archive/tar"
 	"cmp"
 	"context"
 	"errors"
@@ -281,7 +282,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	img, err = shapeLikeKaniko(ctx, img, opts, content, dockerignore, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes)
+	img, err = shapeLikeKaniko(ctx, img, opts, content, dockerignore, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes, layerHeadersOf(daemon))
 	if err != nil {
 		return err
 	}
@@ -294,6 +295,22 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	}
 	shapes.Save(ctx, pushedRepositories(registry, opts))
 	return nil
+}
+
+// layerHeaderSource is an engine that noted the tar headers of the layers
+// it unpacked (the embedded engine).
+type layerHeaderSource interface {
+	LayerHeaders(blob string) ([]*tar.Header, bool)
+}
+
+// layerHeadersOf is what shaping asks for a layer's headers: the engine's
+// notes when it keeps them, else nil (shaping reads the layer).
+func layerHeadersOf(d engine.Daemon) func(v1.Hash) ([]*tar.Header, bool) {
+	src, ok := d.(layerHeaderSource)
+	if !ok {
+		return nil
+	}
+	return func(blob v1.Hash) ([]*tar.Header, bool) { return src.LayerHeaders(blob.String()) }
 }
 
 // daemonStopped explains a solve whose connection broke because the
@@ -313,7 +330,7 @@ func daemonStopped(ctx context.Context, daemon engine.Daemon, solveErr error) er
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
 // written (layers, history, --reproducible), reusing what shapes holds; the
 // layer files it spools into dir must outlive publishing.
-func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile, dockerignore []byte, volumeDirs bool, contextDir, dir string, shapes *ShapeCache) (v1.Image, error) {
+func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile, dockerignore []byte, volumeDirs bool, contextDir, dir string, shapes *ShapeCache, layerHeaders func(v1.Hash) ([]*tar.Header, bool)) (v1.Image, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -340,6 +357,7 @@ func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, d
 		ContextSource:    contextSource(contextDir, os.Getuid(), os.Getgid()),
 		ContextMatches:   contextMatches,
 		CompressionLevel: opts.CompressionLevel,
+		LayerHeaders:     layerHeaders,
 	}
 	if img, err = shapes.Input(ctx, img, &shapeOpts); err != nil {
 		return nil, err

@@ -112,30 +112,43 @@ func readIndex(index v1.Layer) ([]*tar.Header, error) {
 	}
 }
 
-// applyLower adds layer i to the lower tree: from its index when the memo
-// has one (the bytes may not have been exported), else from the layer,
-// recording its index for the next build.
+// applyLower adds layer i to the lower tree: from the headers the build
+// engine noted while unpacking it, or from its index when the memo has one
+// (the bytes may not have been exported), else from the layer, recording
+// its index for the next build.
 func (s *shaper) applyLower(i int) error {
 	l := s.layers[i]
 	memo := s.opts.Memo
-	if memo == nil {
+	if memo == nil && s.opts.LayerHeaders == nil {
 		return applyLayer(s.lower, l)
 	}
 	d, err := l.Digest()
 	if err != nil {
 		return err
 	}
+	if s.opts.LayerHeaders != nil {
+		if hdrs, ok := s.opts.LayerHeaders(d); ok {
+			s.addIndexed(i, hdrs)
+			if memo != nil {
+				if _, ok := memo.Index(d); !ok {
+					x := newIndexWriter(s.opts.WorkDir)
+					for _, h := range hdrs {
+						x.add(h)
+					}
+					if index, ok := x.finish(); ok {
+						memo.RememberIndex(d, index)
+					}
+				}
+			}
+			return nil
+		}
+	}
+	if memo == nil {
+		return applyLayer(s.lower, l)
+	}
 	if index, ok := memo.Index(d); ok {
 		if hdrs, err := readIndex(index); err == nil {
-			names := make(map[string]bool, len(hdrs))
-			for _, h := range hdrs {
-				s.lower.add(h)
-				names[cleanPath(h.Name)] = true
-			}
-			if s.indexed == nil {
-				s.indexed = map[int]map[string]bool{}
-			}
-			s.indexed[i] = names
+			s.addIndexed(i, hdrs)
 			return nil
 		}
 		// A broken index only costs reading the layer itself.
@@ -150,6 +163,20 @@ func (s *shaper) applyLower(i int) error {
 		memo.RememberIndex(d, index)
 	}
 	return nil
+}
+
+// addIndexed adds layer i to the lower tree from its headers; its file data
+// is then read only where the headers list the file.
+func (s *shaper) addIndexed(i int, hdrs []*tar.Header) {
+	names := make(map[string]bool, len(hdrs))
+	for _, h := range hdrs {
+		s.lower.add(h)
+		names[cleanPath(h.Name)] = true
+	}
+	if s.indexed == nil {
+		s.indexed = map[int]map[string]bool{}
+	}
+	s.indexed[i] = names
 }
 
 // indexSource returns what readInto records src's headers with, for a

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -270,4 +271,61 @@ func TestHeaderIndexGivesTheSameLowerTree(t *testing.T) {
 			t.Errorf("%s: index gives %+v, the layer %+v", p, got, want)
 		}
 	}
+}
+
+func TestEngineHeadersStandInForLowerLayers(t *testing.T) {
+	img, dockerfile := memoImage(t)
+	opts := Options{Dockerfile: dockerfile, ContextSource: contextOf(memoContext)}
+	scratch := shapeWith(t, img, opts)
+
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdrs, err := readIndex(layers[0]) // a plain layer reads as its own index
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Shaping reads the base layer's file data where it needs it, but not
+	// the whole layer for its headers.
+	reads := func(layerHeaders func(v1.Hash) ([]*tar.Header, bool)) int {
+		n := 0
+		counted := slices.Clone(layers)
+		counted[0] = readCounter{Layer: layers[0], n: &n}
+		opts.LayerHeaders = layerHeaders
+		if got := shapeWith(t, withLayers{Image: img, layers: counted}, opts); got != scratch {
+			t.Errorf("shaping with engine headers %v gives %s, from the layer %s", layerHeaders != nil, got, scratch)
+		}
+		return n
+	}
+	asked := 0
+	withHeaders := reads(func(blob v1.Hash) ([]*tar.Header, bool) {
+		asked++
+		return hdrs, blob == base
+	})
+	without := reads(nil)
+	if asked == 0 || withHeaders >= without {
+		t.Errorf("the base layer was read %d times with the engine's headers (asked %d times), %d without", withHeaders, asked, without)
+	}
+}
+
+// readCounter counts the reads of a layer's bytes.
+type readCounter struct {
+	v1.Layer
+	n *int
+}
+
+func (r readCounter) Compressed() (io.ReadCloser, error) {
+	*r.n++
+	return r.Layer.Compressed()
+}
+
+func (r readCounter) Uncompressed() (io.ReadCloser, error) {
+	*r.n++
+	return r.Layer.Uncompressed()
 }

@@ -6,6 +6,7 @@
 package shape
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,10 @@ type Options struct {
 	// this build's; MemoVersion (kiln's version) is part of every key.
 	Memo        Memo
 	MemoVersion string
+	// LayerHeaders, when set, gives the tar headers of a layer blob the
+	// build engine already read (the embedded engine notes them while
+	// unpacking), so shaping need not inflate it again.
+	LayerHeaders func(blob v1.Hash) ([]*tar.Header, bool)
 }
 
 // Kaniko reshapes img (BuildKit's export) into Kaniko's form.

@@ -9,6 +9,7 @@
 package embedded
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -37,6 +38,7 @@ import (
 	"github.com/moby/buildkit/util/resolver"
 	"github.com/moby/buildkit/worker"
 	"github.com/moby/buildkit/worker/base"
+	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -81,6 +83,7 @@ type Engine struct {
 	listener *bufconn.Listener
 	worker   *base.Worker
 	runner   *rootRunner
+	headers  *layerHeaders
 	closers  []func() error
 
 	closeOnce sync.Once
@@ -161,7 +164,8 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 	hosts := resolver.NewRegistryConfig(daemonCfg.Registries)
 
 	boltutil.SetThrowAwayState(cfg.ThrowAwayState)
-	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner)
+	e.headers = &layerHeaders{byBlob: map[digest.Digest][]*tar.Header{}}
+	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner, e.headers)
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +249,17 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 
 // Client returns the in-memory client; it stays valid until Close.
 func (e *Engine) Client(context.Context) (*client.Client, error) { return e.client, nil }
+
+// LayerHeaders returns the tar headers of a layer blob (by digest) this
+// engine unpacked: shaping needs them and need not inflate the layer again.
+// They stay after Close.
+func (e *Engine) LayerHeaders(blob string) ([]*tar.Header, bool) {
+	d, err := digest.Parse(blob)
+	if err != nil || e.headers == nil {
+		return nil, false
+	}
+	return e.headers.get(d)
+}
 
 // RestoreRoot gives the container its own root filesystem back once the
 // solves are done, before anything is written to paths the user named.

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/diff"
@@ -32,8 +34,58 @@ func pathOf(mounts []mount.Mount) (string, error) {
 }
 
 // layerApplier unpacks a layer blob into a snapshot's directory: the
-// containerd applier without its temporary mount.
-type layerApplier struct{ store content.Provider }
+// containerd applier without its temporary mount. It notes each layer's
+// tar headers on the way, which shaping the image needs again.
+type layerApplier struct {
+	store   content.Provider
+	headers *layerHeaders
+}
+
+// layerHeaders are the tar headers of the layers unpacked, by blob digest.
+type layerHeaders struct {
+	mu     sync.Mutex
+	byBlob map[digest.Digest][]*tar.Header
+}
+
+func (h *layerHeaders) get(blob digest.Digest) ([]*tar.Header, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hdrs, ok := h.byBlob[blob]
+	return hdrs, ok
+}
+
+func (h *layerHeaders) put(blob digest.Digest, hdrs []*tar.Header) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.byBlob[blob] = hdrs
+}
+
+// headerReader collects the headers of the tar written to it; whatever
+// follows a broken tar is drained, so the writer never blocks.
+func headerReader(r *io.PipeReader) <-chan []*tar.Header {
+	out := make(chan []*tar.Header, 1)
+	go func() {
+		var hdrs []*tar.Header
+		tr := tar.NewReader(r)
+		for {
+			hdr, err := tr.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					hdrs = nil
+				}
+				break
+			}
+			copied := *hdr
+			hdrs = append(hdrs, &copied)
+		}
+		_, err := io.Copy(io.Discard, r)
+		if err != nil {
+			hdrs = nil
+		}
+		out <- hdrs
+	}()
+	return out
+}
 
 func (a layerApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, mounts []mount.Mount, opts ...diff.ApplyOpt) (ocispecs.Descriptor, error) {
 	dir, err := pathOf(mounts)
@@ -57,15 +109,23 @@ func (a layerApplier) Apply(ctx context.Context, desc ocispecs.Descriptor, mount
 	}
 	defer plain.Close()
 	digester := digest.Canonical.Digester()
-	counted := &countingReader{r: io.TeeReader(plain, digester.Hash())}
+	pr, pw := io.Pipe()
+	parsed := headerReader(pr)
+	counted := &countingReader{r: io.TeeReader(io.TeeReader(plain, digester.Hash()), pw)}
 	if _, err := archive.Apply(ctx, dir, counted); err != nil {
+		pw.CloseWithError(err)
 		if errors.Is(err, unix.EPERM) {
 			return ocispecs.Descriptor{}, fmt.Errorf("unpacking layer %s: %w: the layer holds a device node, which needs CAP_MKNOD, absent from this container (CRI-O's default); as with Kaniko, add the capability or use a base image without device nodes", desc.Digest, err)
 		}
 		return ocispecs.Descriptor{}, fmt.Errorf("unpacking layer %s: %w", desc.Digest, err)
 	}
 	if _, err := io.Copy(io.Discard, counted); err != nil {
+		pw.CloseWithError(err)
 		return ocispecs.Descriptor{}, err
+	}
+	pw.Close()
+	if hdrs := <-parsed; hdrs != nil && a.headers != nil {
+		a.headers.put(desc.Digest, hdrs)
 	}
 	return ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayer, Size: counted.n, Digest: digester.Digest()}, nil
 }

@@ -58,7 +58,7 @@ func checkPathOnlyBinds(tmp string) error {
 // newWorkerOpt assembles a BuildKit worker whose every step works on plain
 // directories: linkSnapshotter, a path-based layer applier and
 // differ, and exec as the RUN executor.
-func newWorkerOpt(root string, exec bkexecutor.Executor) (base.WorkerOpt, error) {
+func newWorkerOpt(root string, exec bkexecutor.Executor, headers *layerHeaders) (base.WorkerOpt, error) {
 	var opt base.WorkerOpt
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, err
@@ -109,7 +109,7 @@ func newWorkerOpt(root string, exec bkexecutor.Executor) (base.WorkerOpt, error)
 		Executor:        exec,
 		Snapshotter:     containerdsnapshot.NewSnapshotter(snapshotterName, mdb.Snapshotter(snapshotterName), "buildkit", nil),
 		ContentStore:    contentStore,
-		Applier:         layerApplier{store: contentStore},
+		Applier:         layerApplier{store: contentStore, headers: headers},
 		Differ:          layerDiffer{store: contentStore},
 		Platforms:       []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
 		LeaseManager:    leaseutil.WithNamespace(ctdmetadata.NewLeaseManager(mdb), "buildkit"),
