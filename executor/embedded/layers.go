@@ -13,12 +13,14 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/diff"
+	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/containerd/v2/pkg/epoch"
 	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/containerd/errdefs"
+	kgzip "github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -217,7 +219,12 @@ func (d layerDiffer) Compare(ctx context.Context, lower, upper []mount.Mount, op
 		}
 	} else {
 		var compressed io.WriteCloser
-		if config.Compressor != nil {
+		if isGzip(config.MediaType) {
+			// kiln re-tars every layer of the image it pushes (compat/shape,
+			// at the user's level); this blob is read back once, or kept as
+			// a cache layer, so the fastest gzip serves.
+			compressed, err = kgzip.NewWriterLevel(w, kgzip.BestSpeed)
+		} else if config.Compressor != nil {
 			compressed, err = config.Compressor(w, config.MediaType)
 		} else {
 			compressed, err = compression.CompressStream(w, compressionType)
@@ -256,6 +263,10 @@ func (d layerDiffer) Compare(ctx context.Context, lower, upper []mount.Mount, op
 		}
 	}
 	return ocispecs.Descriptor{MediaType: config.MediaType, Size: info.Size, Digest: info.Digest}, nil
+}
+
+func isGzip(mediaType string) bool {
+	return mediaType == ocispecs.MediaTypeImageLayerGzip || mediaType == images.MediaTypeDockerSchema2LayerGzip
 }
 
 func randomID() string {
