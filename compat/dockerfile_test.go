@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
 	"github.com/kilnbuild/kiln/flagmap"
 )
 
@@ -242,6 +244,24 @@ func TestKanikoRefusals(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestExposeWordsKeepTextBeforeAnExpansion checks kiln's BuildKit patch
+// (hack/buildkit/nested-expansion-words.patch): EXPOSE splits its values
+// into words, and a ${name:-word} lost the text before it in its word.
+func TestExposeWordsKeepTextBeforeAnExpansion(t *testing.T) {
+	lex := shell.NewLex('\\')
+	env := shell.EnvsFromSlice([]string{"P=1"})
+	for value, want := range map[string][]string{
+		"${PORT:-8080}/${PROTO:-udp}": {"8080/udp"},
+		"9${PORT:-090} $P/${Q:+x}tcp": {"9090", "1/tcp"},
+		"${P}/${PROTO}":               {"1/"},
+	} {
+		got, err := lex.ProcessWords(value, env)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ProcessWords(%q) = %q, %v; want %q", value, got, err, want)
+		}
 	}
 }
 
