@@ -79,6 +79,8 @@ type Dockerfile struct {
 	MetaArgs []string // ARG names declared before the first FROM
 	Stages   []Stage
 	Warnings []string // parser warnings, one line each
+	// unknownFlag is the first flag Kaniko's parser does not know, or nil.
+	unknownFlag error
 }
 
 // Stage is one FROM section.
@@ -97,8 +99,9 @@ type Stage struct {
 	// copyFroms is each COPY's --from value as written, "" without one
 	// (Kaniko's stage selection reads them so).
 	copyFroms []string
-	// invalidExpose is the first EXPOSE Kaniko rejects, or nil.
-	invalidExpose error
+	// refused is the first instruction Kaniko fails on (an EXPOSE protocol,
+	// a --chmod value), or nil.
+	refused error
 	// argEdits are, by the ordinal of the stage's ARG instruction, the ARG
 	// names to write differently for BuildKit (see argEdit).
 	argEdits map[int]map[string]string
@@ -218,7 +221,7 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 	if err := checkInstructionBytes(path, result.AST); err != nil {
 		return nil, err
 	}
-	df := &Dockerfile{Path: path}
+	df := &Dockerfile{Path: path, unknownFlag: unknownToKaniko(path, result.AST)}
 	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
 		line := 0
 		if len(loc) > 0 {
@@ -283,7 +286,7 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		if stage.BaseStage >= 0 {
 			inherited = stageEnv[stage.BaseStage]
 		}
-		stageEnv[i], stage.argEdits, stage.invalidExpose = checkExposes(path, lex, st.Commands, inherited, given)
+		stageEnv[i], stage.argEdits, stage.refused = scanStage(path, lex, st.Commands, inherited, given)
 		for _, c := range st.Commands {
 			if add, ok := c.(*instructions.AddCommand); ok {
 				for _, src := range add.SourcePaths {
@@ -354,14 +357,15 @@ func checkInstructionBytes(path string, ast *parser.Node) error {
 	return nil
 }
 
-// checkExposes finds the first EXPOSE whose protocol Kaniko rejects (it
-// accepts only "tcp" and "udp", case-sensitively, after expanding
-// variables). It follows the stage's ENV and ARG values from scope (KEY=VALUE,
-// Kaniko lets a stage see the meta ARGs); a port using a variable the
-// Dockerfile does not set (e.g. from the base image's ENV) is not judged.
-// It returns the scope at the end of the stage, and the ARG names BuildKit
-// must see written differently (argEdit).
-func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, map[int]map[string]string, error) {
+// scanStage finds the stage's first instruction Kaniko fails on: an EXPOSE
+// protocol other than "tcp" and "udp" (case-sensitive, after expanding
+// variables) or a COPY/ADD --chmod that is not an octal number. It follows
+// the stage's ENV and ARG values from scope (KEY=VALUE, Kaniko lets a stage
+// see the meta ARGs); a value using a variable the Dockerfile does not set
+// (e.g. from the base image's ENV) is not judged. It returns the scope at
+// the end of the stage, and the ARG names BuildKit must see written
+// differently (argEdit).
+func scanStage(path string, lex *shell.Lex, cmds []instructions.Command, scope []string, given map[string]string) ([]string, map[int]map[string]string, error) {
 	scope = slices.Clone(scope)
 	expand := func(word string) (string, bool) {
 		res, err := lex.ProcessWordWithMatches(word, shell.EnvsFromSlice(scope))
@@ -404,6 +408,14 @@ func checkExposes(path string, lex *shell.Lex, cmds []instructions.Command, scop
 					scope = setVar(scope, arg.Key, value, known)
 				}
 			}
+		case *instructions.CopyCommand:
+			if invalid == nil {
+				invalid = checkChmod(path, c, c.Chmod, expand)
+			}
+		case *instructions.AddCommand:
+			if invalid == nil {
+				invalid = checkChmod(path, c, c.Chmod, expand)
+			}
 		case *instructions.ExposeCommand:
 			for _, port := range c.Ports {
 				if invalid != nil {
@@ -441,16 +453,62 @@ func lineOf(c instructions.Command) int {
 	return 0
 }
 
-// CheckExpose fails the build where Kaniko would: an EXPOSE with a protocol
-// other than tcp or udp in one of the stages Kaniko builds (KanikoStages).
-func CheckExpose(stages []Stage) error {
+// checkChmod refuses a --chmod value Kaniko cannot read: it parses the
+// expanded value as an octal number only (symbolic modes such as u+x, and
+// an empty expansion, fail its COPY/ADD).
+func checkChmod(path string, c instructions.Command, chmod string, expand func(string) (string, bool)) error {
+	if chmod == "" {
+		return nil
+	}
+	mode, known := expand(chmod)
+	if !known {
+		return nil
+	}
+	if _, err := strconv.ParseUint(mode, 8, 32); err != nil {
+		return fmt.Errorf("%s: line %d: %s --chmod=%s: Kaniko reads --chmod as an octal mode only (parsing value from chmod: %q): write it in octal, e.g. --chmod=755", path, lineOf(c), strings.ToUpper(c.Name()), chmod, mode)
+	}
+	return nil
+}
+
+// CheckStages fails the build where Kaniko would fail one of the stages it
+// builds (KanikoStages): an EXPOSE with a protocol other than tcp or udp, a
+// --chmod that is not octal.
+func CheckStages(stages []Stage) error {
 	for _, s := range stages {
-		if s.invalidExpose != nil {
-			return s.invalidExpose
+		if s.refused != nil {
+			return s.refused
 		}
 	}
 	return nil
 }
+
+// flagsKanikoLacks are the flags BuildKit's parser accepts and Kaniko
+// v1.23.2's (BuildKit v0.14.1's, without the labs features) does not.
+var flagsKanikoLacks = map[string][]string{
+	"add":  {"exclude", "unpack"},
+	"copy": {"exclude", "parents"},
+	"run":  {"device", "security"},
+}
+
+// unknownToKaniko returns Kaniko's parse error for the first instruction
+// with a flag of flagsKanikoLacks, or nil. ONBUILD triggers are parsed
+// only in the image that runs them.
+func unknownToKaniko(path string, ast *parser.Node) error {
+	for _, node := range ast.Children {
+		lacks := flagsKanikoLacks[strings.ToLower(node.Value)]
+		for _, flag := range node.Flags {
+			name, _, _ := strings.Cut(strings.TrimPrefix(flag, "--"), "=")
+			if slices.Contains(lacks, name) {
+				return fmt.Errorf("%s: dockerfile parse error on line %d: unknown flag: %s: Kaniko v1.23.2 has no %s --%s; remove the flag", path, node.StartLine, name, strings.ToUpper(node.Value), name)
+			}
+		}
+	}
+	return nil
+}
+
+// CheckFlags fails the build where Kaniko's parser would: an instruction
+// with a flag it does not know (flagsKanikoLacks).
+func (d *Dockerfile) CheckFlags() error { return d.unknownFlag }
 
 // stageNumber parses ref as the index of a stage before current.
 func stageNumber(ref string, current int) (int, bool) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
 	"github.com/kilnbuild/kiln/flagmap"
 )
 
@@ -180,7 +182,9 @@ func TestParseDockerfileURL(t *testing.T) {
 	}
 }
 
-func TestCheckExposeLikeKaniko(t *testing.T) {
+// TestKanikoRefusals: what Kaniko refuses, at parse time (CheckFlags) or in
+// a stage it builds (CheckStages), kiln refuses before building.
+func TestKanikoRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name, content, target string
 		skipUnused            bool
@@ -200,17 +204,39 @@ func TestCheckExposeLikeKaniko(t *testing.T) {
 		{"unused stage kept by --skip-unused-stages", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\n", "", true, nil, "invalid protocol: sctp"},
 		{"unused stage skipped", "FROM scratch AS bad\nEXPOSE 1/sctp\nFROM scratch\nCOPY a /a\n", "", true, nil, ""},
 		{"stage after the target", "FROM scratch AS ok\nFROM scratch\nEXPOSE 1/sctp\n", "ok", false, nil, ""},
+		{"octal chmod", "FROM scratch\nCOPY --chmod=0755 a /a\nADD --chmod=644 b /b\n", "", false, nil, ""},
+		{"symbolic chmod", "FROM scratch\nCOPY --chmod=u+x a /a\n", "", false, nil, `line 2: COPY --chmod=u+x: Kaniko reads --chmod as an octal mode only (parsing value from chmod: "u+x")`},
+		{"symbolic chmod on ADD", "FROM scratch\nADD --chmod=go-w a /a\n", "", false, nil, "line 2: ADD --chmod=go-w"},
+		{"chmod from an ARG", "FROM scratch\nARG MODE=a=r\nCOPY --chmod=$MODE a /a\n", "", false, nil, `COPY --chmod=$MODE: Kaniko reads --chmod as an octal mode only (parsing value from chmod: "a=r")`},
+		{"chmod from a build arg", "FROM scratch\nARG MODE=644\nCOPY --chmod=$MODE a /a\n", "", false, []string{"MODE=u+r"}, `"u+r"`},
+		{"chmod expanding to nothing", "FROM scratch\nARG MODE=\nCOPY --chmod=${MODE} a /a\n", "", false, nil, `(parsing value from chmod: "")`},
+		{"chmod from the base image not judged", "FROM busybox\nCOPY --chmod=$FROM_BASE a /a\n", "", false, nil, ""},
+		{"first refusal wins", "FROM scratch\nCOPY --chmod=u+x a /a\nEXPOSE 1/sctp\n", "", false, nil, "line 2: COPY"},
+		{"chmod in a stage Kaniko skips", "FROM scratch AS bad\nCOPY --chmod=u+x a /a\nFROM scratch\nCOPY b /b\n", "", true, nil, ""},
+		{"flags Kaniko knows", "FROM --platform=linux/amd64 busybox\nRUN --mount=type=cache,target=/c --network=none true\nCOPY --from=0 --chown=1 --chmod=644 --link a /a\nADD --checksum=sha256:00 --keep-git-dir=true --link b /b\n", "", false, nil, ""},
+		{"COPY --exclude", "FROM busybox\nRUN true\nCOPY --exclude=*.log . /app/\n", "", false, nil, "Dockerfile: dockerfile parse error on line 3: unknown flag: exclude: Kaniko v1.23.2 has no COPY --exclude; remove the flag"},
+		{"COPY --parents", "FROM busybox\nCOPY --parents a/b /c/\n", "", false, nil, "line 2: unknown flag: parents"},
+		{"ADD --exclude", "FROM busybox\nADD --exclude=x . /app/\n", "", false, nil, "unknown flag: exclude: Kaniko v1.23.2 has no ADD --exclude"},
+		{"ADD --unpack", "FROM busybox\nADD --unpack=true a.tar /x/\n", "", false, nil, "unknown flag: unpack"},
+		{"RUN --security", "FROM busybox\nRUN --security=sandbox true\n", "", false, nil, "unknown flag: security"},
+		{"RUN --device", "FROM busybox\nRUN --device=name true\n", "", false, nil, "unknown flag: device"},
+		{"lower-case instruction", "from busybox\ncopy --parents a /b/\n", "", false, nil, "line 2: unknown flag: parents: Kaniko v1.23.2 has no COPY --parents"},
+		{"in a stage after the target", "FROM busybox AS a\nFROM busybox\nRUN --security=insecure true\n", "", false, nil, "line 3: unknown flag: security"},
+		{"in an ONBUILD trigger", "FROM busybox\nONBUILD COPY --parents a /b/\n", "", false, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			df, err := ParseDockerfileBytes("Dockerfile", []byte(tc.content), tc.buildArgs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			stages, err := df.KanikoStages(tc.target, tc.skipUnused)
-			if err != nil {
-				t.Fatal(err)
+			err = df.CheckFlags()
+			if err == nil {
+				stages, stagesErr := df.KanikoStages(tc.target, tc.skipUnused)
+				if stagesErr != nil {
+					t.Fatal(stagesErr)
+				}
+				err = CheckStages(stages)
 			}
-			err = CheckExpose(stages)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("rejected: %v", err)
@@ -218,6 +244,24 @@ func TestCheckExposeLikeKaniko(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestExposeWordsKeepTextBeforeAnExpansion checks kiln's BuildKit patch
+// (hack/buildkit/nested-expansion-words.patch): EXPOSE splits its values
+// into words, and a ${name:-word} lost the text before it in its word.
+func TestExposeWordsKeepTextBeforeAnExpansion(t *testing.T) {
+	lex := shell.NewLex('\\')
+	env := shell.EnvsFromSlice([]string{"P=1"})
+	for value, want := range map[string][]string{
+		"${PORT:-8080}/${PROTO:-udp}": {"8080/udp"},
+		"9${PORT:-090} $P/${Q:+x}tcp": {"9090", "1/tcp"},
+		"${P}/${PROTO}":               {"1/"},
+	} {
+		got, err := lex.ProcessWords(value, env)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ProcessWords(%q) = %q, %v; want %q", value, got, err, want)
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package compat
 
 import (
 	"bytes"
+	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -119,4 +121,52 @@ func kanikoUnescaped(word string) string {
 		out.WriteByte(word[i])
 	}
 	return out.String()
+}
+
+// AutomaticArgs are the ARGs BuildKit sets on its own (the build's and the
+// target's platform, the target stage). Kaniko sets none of them: a
+// Dockerfile reading them sees what --build-arg gives, else nothing.
+var AutomaticArgs = []string{
+	"BUILDPLATFORM", "BUILDOS", "BUILDOSVERSION", "BUILDARCH", "BUILDVARIANT",
+	"TARGETPLATFORM", "TARGETOS", "TARGETOSVERSION", "TARGETARCH", "TARGETVARIANT",
+	"TARGETSTAGE",
+}
+
+// WithoutFromPlatform drops the --platform flag of every FROM: Kaniko
+// ignores it and pulls each base for --custom-platform (else the host's
+// platform), the platform kiln gives BuildKit for the whole build.
+func WithoutFromPlatform(dt []byte) (rewritten []byte, changed bool, err error) {
+	lines, froms, err := fromInstructions(dt)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, node := range froms {
+		for _, flag := range node.Flags {
+			if !strings.HasPrefix(flag, "--platform=") {
+				continue
+			}
+			if !dropPlatformFlag(lines, node) {
+				return nil, false, fmt.Errorf("line %d: FROM %s: Kaniko ignores --platform, and the flag could not be left out of the Dockerfile copy BuildKit reads: write it on the FROM line itself", node.StartLine, flag)
+			}
+			changed = true
+		}
+	}
+	if !changed {
+		return dt, false, nil
+	}
+	return []byte(strings.Join(lines, "")), true, nil
+}
+
+// platformFlag is --platform=value as written, quotes included.
+var platformFlag = regexp.MustCompile(`(^|\s)--platform=(?:"[^"]*"|'[^']*'|[^\s"'])+`)
+
+// dropPlatformFlag removes the first --platform flag written on node's lines.
+func dropPlatformFlag(lines []string, node *parser.Node) bool {
+	for l := node.StartLine; l <= node.EndLine && l <= len(lines); l++ {
+		if loc := platformFlag.FindStringSubmatchIndex(lines[l-1]); loc != nil {
+			lines[l-1] = lines[l-1][:loc[3]] + lines[l-1][loc[1]:]
+			return true
+		}
+	}
+	return false
 }

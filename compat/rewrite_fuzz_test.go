@@ -92,6 +92,7 @@ func FuzzDockerfileRewriters(f *testing.F) {
 					return out, changed, err
 				}, nil},
 			{"WithVolumeDirs", false, WithVolumeDirs, nil},
+			{"WithoutFromPlatform", true, WithoutFromPlatform, WithoutFromPlatform},
 		}
 		for _, r := range rewrites {
 			out, changed, err := r.apply(dt)
@@ -135,7 +136,8 @@ func FuzzDockerfileRewriters(f *testing.F) {
 func refusalExpected(rewrite string, err error) bool {
 	return rewrite == "WithStageNames" && strings.Contains(err.Error(), "could not be given the name") ||
 		// An ignore file BuildKit refuses as well, named.
-		rewrite == "WithIgnoredSources" && strings.HasPrefix(err.Error(), ".dockerignore: ")
+		rewrite == "WithIgnoredSources" && strings.HasPrefix(err.Error(), ".dockerignore: ") ||
+		rewrite == "WithoutFromPlatform" && strings.Contains(err.Error(), "could not be left out")
 }
 
 // checkLinesKept: every instruction of the rewritten Dockerfile that is an

@@ -58,3 +58,21 @@ func TestWithKanikoBackslashes(t *testing.T) {
 		t.Errorf("rewritten without the backtick directive: %q", out)
 	}
 }
+
+func TestWithoutFromPlatform(t *testing.T) {
+	df := "ARG B=busybox\nFROM --platform=$BUILDPLATFORM golang AS build\nRUN --network=none true\n" +
+		"FROM \\\n  --platform=linux/arm64 ${B}\nfrom --platform=${TARGETPLATFORM:-linux/amd64} build\n" +
+		"FROM --platform=\"linux/amd64\" busybox\nFROM --platform='linux'/amd64 scratch\nFROM scratch\n"
+	out, changed, err := WithoutFromPlatform([]byte(df))
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	want := "ARG B=busybox\nFROM  golang AS build\nRUN --network=none true\n" +
+		"FROM \\\n   ${B}\nfrom  build\nFROM  busybox\nFROM  scratch\nFROM scratch\n"
+	if string(out) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", out, want)
+	}
+	if same, changed, err := WithoutFromPlatform([]byte("FROM busybox\nRUN echo --platform=x\n")); err != nil || changed || string(same) != "FROM busybox\nRUN echo --platform=x\n" {
+		t.Fatalf("a Dockerfile without FROM --platform changed: %q %v %v", same, changed, err)
+	}
+}

@@ -132,6 +132,9 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	// Errors name the user's Dockerfile, not the private copy. Parsed
 	// first: its errors name the line and the fix.
 	parsed, err := compat.ParseDockerfileBytes(b.dockerfile, content, opts.BuildArgs)
+	if err == nil {
+		err = parsed.CheckFlags()
+	}
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %w", err)
 	}
@@ -144,7 +147,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil && opts.Target != "" {
 		return err
 	}
-	if err := compat.CheckExpose(kanikoStages); err != nil {
+	if err := compat.CheckStages(kanikoStages); err != nil {
 		return fmt.Errorf("error building image: %w", err)
 	}
 	if err := compat.CheckLocalArchives(kanikoStages, b.buildContext.Dir); err != nil {

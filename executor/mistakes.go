@@ -85,6 +85,18 @@ var mistakes = []mistake{
 		},
 	},
 	{
+		// ${NAME:?message} or ${NAME?message} on an unset (or empty)
+		// variable: the expansion is right, the value is missing.
+		report: regexp.MustCompile(`failed to process "((?:[^"\\]|\\.)*)": (\w+): (.*)$`),
+		explain: func(m []string, at buildSite) string {
+			if !regexp.MustCompile(`\$\{` + regexp.QuoteMeta(m[2]) + `:?\?`).MatchString(m[1]) {
+				return ""
+			}
+			return fmt.Sprintf("%s%s needs a value (%s: %s): give it one with --build-arg %s=... or an ARG or ENV before this instruction",
+				at.prefix(), m[2], m[2], m[3], m[2])
+		},
+	},
+	{
 		// A ${...} the Dockerfile's word expansion cannot read.
 		report: regexp.MustCompile(`failed to process "([^"]*)": (.*)$`),
 		explain: func(m []string, at buildSite) string {

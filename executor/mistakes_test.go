@@ -25,6 +25,11 @@ func TestExplainMistake(t *testing.T) {
 		`RUN could not start its command: exec: "/bin/sh": stat /bin/sh: no such file or directory`:                                                                             `starting command: exec: "/bin/sh": stat /bin/sh: no such file or directory: the stage has no such program`,
 		`failed to solve: failed to compute cache key: failed to calculate checksum of ref m90a::l7sm: too many links`:                                                          "a source in the build context /workspace/ is a symlink loop",
 		"failed to solve: failed to process \"${B\": unsupported modifier (\uFFFD) in substitution":                                                                             `"${B" is not a valid variable expansion (unsupported modifier (end of text) in substitution)`,
+		"failed to solve: failed to process \"/srv/${DIR?no-dir}\": DIR: no-dir":                                                                                                "DIR needs a value (DIR: no-dir): give it one with --build-arg DIR=... or an ARG or ENV before this instruction",
+		"failed to solve: failed to process \"\\\"${APP:?}\\\"\": APP: is not allowed to be empty":                                                                              "APP needs a value (APP: is not allowed to be empty)",
+		"failed to solve: failed to process \"${N//-}\": syntax error: missing '/' in ${}":                                                                                      `"${N//-}" is not a valid variable expansion (syntax error: missing '/' in ${})`,
+		// A "NAME: …" report about a variable the word does not require.
+		"failed to solve: failed to process \"${HOME:-/root}\": HOME: unexpected": `"${HOME:-/root}" is not a valid variable expansion (HOME: unexpected)`,
 	}
 	for report, want := range cases {
 		got := explainMistake(&BuildError{Err: errors.New(report), Code: 1}, at)

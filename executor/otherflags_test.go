@@ -59,3 +59,15 @@ func TestAnnotationsInTheManifest(t *testing.T) {
 		t.Errorf("manifest lacks the annotation: %s", raw)
 	}
 }
+
+func TestAutomaticArgsUnsetLikeKaniko(t *testing.T) {
+	attrs := frontendAttrs(SolveRequest{DockerfilePath: "/ctx/Dockerfile", Platform: "linux/arm64", BuildArgs: map[string]string{"TARGETARCH": "arm64"}})
+	for _, name := range []string{"BUILDPLATFORM", "TARGETPLATFORM", "TARGETOS", "TARGETVARIANT", "TARGETSTAGE"} {
+		if v, ok := attrs["build-arg:"+name]; !ok || v != "" {
+			t.Errorf("build-arg:%s = %q (set %v), want it empty as Kaniko leaves it", name, v, ok)
+		}
+	}
+	if attrs["build-arg:TARGETARCH"] != "arm64" || attrs["platform"] != "linux/arm64" {
+		t.Errorf("--build-arg and --custom-platform must still reach BuildKit: %v", attrs)
+	}
+}

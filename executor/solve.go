@@ -286,6 +286,9 @@ func frontendAttrs(req SolveRequest) map[string]string {
 	if req.SourceDateEpoch != "" {
 		attrs["build-arg:SOURCE_DATE_EPOCH"] = req.SourceDateEpoch
 	}
+	for _, k := range compat.AutomaticArgs {
+		attrs["build-arg:"+k] = "" // unset in Kaniko; --build-arg still wins
+	}
 	for k, v := range req.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}

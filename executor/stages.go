@@ -47,8 +47,9 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 // built before (compat.WithKanikoArgScope), MAINTAINER, which Kaniko skips
 // (compat.WithoutMaintainer), COPY/ADD paths with backslashes under
 // `# escape=“ (compat.WithKanikoBackslashes), COPY/ADD sources the .dockerignore next to
-// staged excludes (compat.WithIgnoredSources) and FROM values naming a
-// stage in another case (compat.WithStageBaseNames). all are the
+// staged excludes (compat.WithIgnoredSources), FROM values naming a
+// stage in another case (compat.WithStageBaseNames) and FROM --platform,
+// which Kaniko ignores (compat.WithoutFromPlatform). all are the
 // Dockerfile's stages, built the ones Kaniko builds.
 func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
@@ -92,7 +93,11 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	if err != nil {
 		return err
 	}
-	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged && !backslashesChanged {
+	rewritten, platformsChanged, err := compat.WithoutFromPlatform(rewritten)
+	if err != nil {
+		return err
+	}
+	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged && !backslashesChanged && !platformsChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)
