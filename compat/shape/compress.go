@@ -4,7 +4,6 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -105,12 +104,7 @@ func (l *spooledLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	zr, err := kgzip.NewReader(f)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return readCloser{Reader: zr, close: func() error { return errors.Join(zr.Close(), f.Close()) }}, nil
+	return gunzip(f, f)
 }
 
 type readCloser struct {

@@ -29,12 +29,17 @@ func uncompressed(l v1.Layer) (io.ReadCloser, error) {
 		rc.Close()
 		return l.Uncompressed()
 	}
-	zr, err := kgzip.NewReader(br)
+	return gunzip(br, rc)
+}
+
+// gunzip inflates r with klauspost's decoder; closing it closes c.
+func gunzip(r io.Reader, c io.Closer) (io.ReadCloser, error) {
+	zr, err := kgzip.NewReader(r)
 	if err != nil {
-		rc.Close()
+		c.Close()
 		return nil, err
 	}
-	return readCloser{Reader: zr, close: func() error { return errors.Join(zr.Close(), rc.Close()) }}, nil
+	return readCloser{Reader: zr, close: func() error { return errors.Join(zr.Close(), c.Close()) }}, nil
 }
 
 // diffIDLayer is a layer whose DiffID its image's config states: without
