@@ -340,6 +340,12 @@ func (s *syncer) metadata(srcPath, dstPath string, st *unix.Stat_t, isDir bool) 
 	if dstPath == s.dst || dstPath == filepath.Clean(s.dst) {
 		return nil // the roots themselves keep their own metadata
 	}
+	return copyMetadata(srcPath, dstPath, st, isDir)
+}
+
+// copyMetadata gives dstPath src's owner, mode, xattrs and times (st) where
+// they differ.
+func copyMetadata(srcPath, dstPath string, st *unix.Stat_t, isDir bool) error {
 	var dt unix.Stat_t
 	if err := unix.Lstat(dstPath, &dt); err != nil {
 		return &fs.PathError{Op: "lstat", Path: dstPath, Err: err}

@@ -143,16 +143,7 @@ func linkFarm(src, dst string) error {
 	}
 	// linkTree leaves the roots' own metadata alone; a snapshot's root is
 	// the image's "/".
-	if err := unix.Chown(dst, int(st.Uid), int(st.Gid)); err != nil {
-		return &os.PathError{Op: "chown", Path: dst, Err: err}
-	}
-	if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
-		return &os.PathError{Op: "chmod", Path: dst, Err: err}
-	}
-	if err := syncXattrs(src, dst); err != nil {
-		return err
-	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, []unix.Timespec{st.Atim, st.Mtim}, 0)
+	return copyMetadata(src, dst, &st, true)
 }
 
 func (s *linkSnapshotter) Commit(ctx context.Context, name, key string, opts ...ctdsnapshot.Opt) error {
