@@ -88,7 +88,7 @@ type Stage struct {
 	Index    int
 	Name     string // alias from "AS name", lower-cased by the parser, or ""
 	From     string // FROM value as written
-	Base     string // FROM value with meta ARGs and --build-arg expanded
+	Base     string // FROM value expanded as Kaniko expands it (kanikoFromScope)
 	Platform string // --platform as written, or ""
 	// BaseStage is the index of the earlier stage used as base, or -1.
 	BaseStage int
@@ -107,6 +107,10 @@ type Stage struct {
 	argEdits map[int]map[string]string
 	// addSources are the ADD sources without variables or URLs, as written.
 	addSources []addSource
+	// buildkitBase is the FROM value as BuildKit expands it, when that is
+	// not Base (or when BuildKit fails on it).
+	buildkitBase    string
+	buildkitDiffers bool
 }
 
 // addSource is one local ADD source and its instruction's line.
@@ -266,15 +270,22 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		}
 	}
 	env := shell.EnvsFromSlice(scope)
+	kanikoEnv, err := kanikoFromScope(lex, metaArgs, buildArgs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
 
 	stageIndex := map[string]int{}
 	stageEnv := make([][]string, len(stages)) // what each stage's ENV/ARG left set
 	for i, st := range stages {
-		base, _, err := lex.ProcessWord(st.BaseName, env)
+		base, _, err := lex.ProcessWord(st.BaseName, kanikoEnv)
 		if err != nil {
 			return nil, fmt.Errorf("%s: FROM %s: %v", path, st.BaseName, err)
 		}
 		stage := Stage{Index: i, Name: st.Name, From: st.BaseName, Base: base, Platform: st.Platform, BaseStage: -1}
+		if bk, _, err := lex.ProcessWord(st.BaseName, env); err != nil || bk != base {
+			stage.buildkitBase, stage.buildkitDiffers = bk, true
+		}
 		if idx, ok := stageIndex[strings.ToLower(base)]; ok {
 			stage.BaseStage = idx
 			stage.Needs = append(stage.Needs, idx)
@@ -316,6 +327,35 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		}
 	}
 	return df, nil
+}
+
+// kanikoFromScope is what Kaniko expands FROM values with: each meta ARG's
+// default, expanded with the defaults before it and every --build-arg (a
+// --build-arg wins there, even empty), then every --build-arg with a
+// non-empty value, declared or not, cut at its second "=" as Kaniko splits
+// it. BuildKit instead lets an empty --build-arg win and ignores undeclared
+// ones, so `FROM ${BASE:-x}` with --build-arg BASE= differs.
+func kanikoFromScope(lex *shell.Lex, metaArgs []instructions.ArgCommand, buildArgs []string) (shell.EnvGetter, error) {
+	var defaults []string
+	for _, cmd := range metaArgs {
+		for _, arg := range cmd.Args {
+			if arg.Value == nil {
+				continue
+			}
+			value, _, err := lex.ProcessWord(*arg.Value, shell.EnvsFromSlice(append(slices.Clip(defaults), buildArgs...)))
+			if err != nil {
+				return nil, fmt.Errorf("ARG %s: %v", arg.Key, err)
+			}
+			defaults = append(defaults, arg.Key+"="+value)
+		}
+	}
+	scope := defaults
+	for _, kv := range buildArgs {
+		if parts := strings.Split(kv, "="); len(parts) > 1 && parts[1] != "" {
+			scope = append(scope, parts[0]+"="+parts[1])
+		}
+	}
+	return shell.EnvsFromSlice(scope), nil
 }
 
 // maxLineLength is BuildKit's parser limit on one physical line, which it
@@ -667,23 +707,32 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 	return rewritten, true, nil
 }
 
-// WithStageBaseNames makes FROM find a stage named in another case:
-// Kaniko matches a FROM value against stage names case-insensitively, while
-// BuildKit looks the value up as written and otherwise pulls it as an image
-// (failing on its upper-case letters). Each such FROM value is replaced, on
-// its own line, by the stage's name as the parser recorded it (lower case).
-// stages are the Dockerfile's (ParseDockerfileBytes); changed is false when
-// nothing differs.
-func WithStageBaseNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
+// WithKanikoBaseNames makes each FROM name the base Kaniko builds on where
+// BuildKit would read it otherwise: a stage named in another case (Kaniko
+// matches stage names case-insensitively, BuildKit pulls the value as an
+// image and fails on its upper-case letters) becomes the stage's name as the
+// parser recorded it (lower case), and a value BuildKit expands differently
+// (kanikoFromScope) becomes Kaniko's expansion, written out. The value is
+// replaced on its own line. stages are the Dockerfile's
+// (ParseDockerfileBytes); changed is false when nothing differs.
+func WithKanikoBaseNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, err error) {
 	lines, froms, err := fromInstructions(dt)
 	if err != nil {
 		return nil, false, err
 	}
 	for i, node := range froms {
-		if i >= len(stages) || stages[i].BaseStage < 0 || node.Next == nil {
+		if i >= len(stages) || node.Next == nil {
 			continue
 		}
-		name := stages[stages[i].BaseStage].Name
+		var name string
+		switch s := stages[i]; {
+		case s.BaseStage >= 0:
+			name = stages[s.BaseStage].Name
+		case s.buildkitDiffers && !strings.ContainsAny(s.Base, "$\\ \t\"'`"):
+			name = s.Base
+		default:
+			continue
+		}
 		written := node.Next.Value
 		if written == name {
 			continue

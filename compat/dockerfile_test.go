@@ -283,13 +283,13 @@ func TestWithVolumeDirs(t *testing.T) {
 	}
 }
 
-func TestWithStageBaseNames(t *testing.T) {
+func TestWithKanikoBaseNames(t *testing.T) {
 	in := "ARG S=Build_Stage\nFROM busybox AS Build_Stage\nRUN true\nFROM Build_Stage AS Next\nFROM  --platform=linux/amd64 \\\n  ${S}\nFROM next\nFROM busybox\n"
 	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, changed, err := WithStageBaseNames([]byte(in), df.Stages)
+	got, changed, err := WithKanikoBaseNames([]byte(in), df.Stages)
 	if err != nil || !changed {
 		t.Fatalf("changed %v, error %v", changed, err)
 	}
@@ -299,8 +299,32 @@ func TestWithStageBaseNames(t *testing.T) {
 	}
 	lower := "FROM busybox AS a\nFROM a\n"
 	df, _ = ParseDockerfileBytes("Dockerfile", []byte(lower), nil)
-	if _, changed, _ := WithStageBaseNames([]byte(lower), df.Stages); changed {
+	if _, changed, _ := WithKanikoBaseNames([]byte(lower), df.Stages); changed {
 		t.Error("a FROM naming its stage as declared was rewritten")
+	}
+}
+
+func TestKanikoExpandsFromWithItsOwnArgs(t *testing.T) {
+	in := "ARG BASE=build\nARG REG=r.example\nARG IMG=${REG}/x\nFROM busybox AS build\nFROM ${BASE:-busybox}\nFROM ${IMG}\nFROM ${UNDECLARED:-scratch}\n"
+	given := []string{"BASE=", "REG=mirror.example", "UNDECLARED=alpine=3"}
+	df, err := ParseDockerfileBytes("Dockerfile", []byte(in), given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An empty --build-arg keeps the default, a given one reaches a nested
+	// default, an undeclared one is seen, cut at its second "=".
+	for i, want := range []string{"busybox", "build", "mirror.example/x", "alpine"} {
+		if got := df.Stages[i].Base; got != want {
+			t.Errorf("stage %d: Base %q, want %q", i, got, want)
+		}
+	}
+	got, changed, err := WithKanikoBaseNames([]byte(in), df.Stages)
+	if err != nil || !changed {
+		t.Fatalf("changed %v, error %v", changed, err)
+	}
+	want := "ARG BASE=build\nARG REG=r.example\nARG IMG=${REG}/x\nFROM busybox AS build\nFROM build\nFROM ${IMG}\nFROM alpine\n"
+	if string(got) != want {
+		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
 	}
 }
 

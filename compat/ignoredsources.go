@@ -180,7 +180,8 @@ func ContextMatcher(dir string, dockerignore []byte) (func(pattern string) (bool
 				return err
 			}
 			rel = filepath.ToSlash(rel)
-			if ok, _ := path.Match(pattern, rel); !ok {
+			// Kaniko takes the path of the pattern's very name too.
+			if ok, _ := path.Match(pattern, rel); !ok && rel != pattern {
 				return nil
 			}
 			if found, keptErr = kept(rel); found || keptErr != nil {

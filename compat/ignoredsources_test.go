@@ -23,7 +23,7 @@ func TestWithIgnoredSources(t *testing.T) {
 
 func TestContextMatcher(t *testing.T) {
 	dir := t.TempDir()
-	for _, f := range []string{"app.txt", "secret.txt", "docs/a.md", "keep/x.log", "vendor/a.txt", "vendor/keep/b.txt"} {
+	for _, f := range []string{"app.txt", "secret.txt", "route[id].txt", "docs/a.md", "keep/x.log", "vendor/a.txt", "vendor/keep/b.txt"} {
 		p := filepath.Join(dir, filepath.FromSlash(f))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -40,6 +40,7 @@ func TestContextMatcher(t *testing.T) {
 		"app.txt": true, "secret.txt": false, "missing": false, "docs/a.md": false,
 		"*.txt": true, "secret.tx[t]": false, "*.nothing": false, "*.md": false, // Kaniko matches whole relative paths
 		"docs/*": false, "keep/*.log": true, "": true,
+		"route[id].txt": true, // the pattern's own name, as Kaniko compares it
 		// An excluded directory still holds what a negation brings back.
 		"vendor": true, "vendor/": true, "vendor/a.txt": false, "docs": false,
 	} {

@@ -43,9 +43,11 @@ func (w writtenStep) matches(name string) bool {
 }
 
 // NewStepNames reads the Dockerfile BuildKit is given (kiln's staged copy:
-// its stage names and step counts are the ones BuildKit shows).
-func NewStepNames(dockerfile []byte) (*StepNames, error) {
-	result, err := parser.Parse(bytes.NewReader(dockerfile))
+// its stage names and step counts are the ones BuildKit shows) and the
+// user's Dockerfile, whose texts the steps take where kiln rewrote an
+// instruction; written may be nil.
+func NewStepNames(staged, written []byte) (*StepNames, error) {
+	result, err := parser.Parse(bytes.NewReader(staged))
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +55,7 @@ func NewStepNames(dockerfile []byte) (*StepNames, error) {
 	if err != nil {
 		return nil, err
 	}
+	userText := writtenTexts(staged, written)
 	// BuildKit substitutes RUN's variables keeping quotes and escapes, the
 	// other instructions' the shell way.
 	lex := shell.NewLex(result.EscapeToken)
@@ -76,7 +79,11 @@ func NewStepNames(dockerfile []byte) (*StepNames, error) {
 			switch cmd.(type) {
 			case *instructions.AddCommand, *instructions.CopyCommand, *instructions.RunCommand, *instructions.WorkdirCommand:
 				text := cmd.(fmt.Stringer).String()
-				stage.steps = append(stage.steps, writtenStep{text: text, shown: []*regexp.Regexp{shownPattern(lex, text), shownPattern(raw, text)}})
+				step := writtenStep{text: text, shown: []*regexp.Regexp{shownPattern(lex, text), shownPattern(raw, text)}}
+				if loc := cmd.Location(); len(loc) > 0 && userText[loc[0].Start.Line] != "" {
+					step.text = userText[loc[0].Start.Line]
+				}
+				stage.steps = append(stage.steps, step)
 			}
 		}
 		s.stages = append(s.stages, stage)
@@ -85,6 +92,136 @@ func NewStepNames(dockerfile []byte) (*StepNames, error) {
 		s.stages[0].label = ""
 	}
 	return s, nil
+}
+
+// writtenTexts maps the first line of each instruction of staged to the
+// text of the user's instruction on the line it came from (LineOrigins),
+// where the two differ.
+func writtenTexts(staged, written []byte) map[int]string {
+	if written == nil {
+		return nil
+	}
+	result, err := parser.Parse(bytes.NewReader(written))
+	if err != nil {
+		return nil
+	}
+	stages, _, err := instructions.Parse(result.AST, nil)
+	if err != nil {
+		return nil
+	}
+	byLine := map[int]string{}
+	for _, st := range stages {
+		for _, cmd := range st.Commands {
+			if loc := cmd.Location(); len(loc) > 0 {
+				byLine[loc[0].Start.Line] = cmd.(fmt.Stringer).String()
+			}
+		}
+	}
+	texts := map[int]string{}
+	for line, origin := range LineOrigins(written, staged) {
+		if origin > 0 && byLine[origin] != "" {
+			texts[line+1] = byLine[origin]
+		}
+	}
+	return texts
+}
+
+// LineOrigins gives, for each line of rewritten, the number of the line of
+// original it came from, 0 for a line kiln added. kiln's rewrites edit
+// lines in place or add whole lines after the ones they follow, so lines
+// equal in both anchor the alignment (longest common subsequence) and the
+// lines between two anchors pair up in order, the surplus of rewritten
+// being added lines.
+func LineOrigins(original, rewritten []byte) []int {
+	a := strings.Split(string(original), "\n")
+	b := strings.Split(string(rewritten), "\n")
+	origins := make([]int, len(b))
+	if len(a)*len(b) > 1<<24 { // too big to align: line for line
+		for i := range b {
+			if i < len(a) {
+				origins[i] = i + 1
+			}
+		}
+		return origins
+	}
+	// common[i][j]: longest common subsequence of a[i:] and b[j:].
+	common := make([][]int32, len(a)+1)
+	for i := range common {
+		common[i] = make([]int32, len(b)+1)
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				common[i][j] = common[i+1][j+1] + 1
+			} else {
+				common[i][j] = max(common[i+1][j], common[i][j+1])
+			}
+		}
+	}
+	i, j := 0, 0
+	gapA, gapB := 0, 0 // where the unmatched run started in a and b
+	pair := func(endA, endB int) {
+		for k, origin := range pairEdited(a[gapA:endA], b[gapB:endB]) {
+			if origin > 0 {
+				origins[gapB+k] = gapA + origin
+			}
+		}
+	}
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i] == b[j]:
+			pair(i, j)
+			origins[j] = i + 1
+			i, j = i+1, j+1
+			gapA, gapB = i, j
+		case common[i+1][j] >= common[i][j+1]:
+			i++
+		default:
+			j++
+		}
+	}
+	pair(len(a), len(b))
+	return origins
+}
+
+// pairEdited pairs the lines of a run kiln edited (a: the user's, b: as
+// rewritten, with any added lines) in order, each with the line it is most
+// alike; it gives each line of b its line in a
+// counted from 1, 0 for an added one.
+func pairEdited(a, b []string) []int {
+	best := make([][]int, len(a)+1)
+	for i := range best {
+		best[i] = make([]int, len(b)+1)
+	}
+	score := func(i, j int) int { return 1 + alike(a[i], b[j]) } // pairing beats leaving out
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			best[i][j] = max(best[i+1][j], best[i][j+1], best[i+1][j+1]+score(i, j))
+		}
+	}
+	pairs := make([]int, len(b))
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch best[i][j] {
+		case best[i+1][j+1] + score(i, j):
+			pairs[j] = i + 1
+			i, j = i+1, j+1
+		case best[i][j+1]:
+			j++
+		default:
+			i++
+		}
+	}
+	return pairs
+}
+
+// alike is the length of the common prefix of two lines (an edit keeps
+// the instruction's keyword, and a continuation line no keyword).
+func alike(x, y string) int {
+	n := 0
+	for n < len(x) && n < len(y) && x[n] == y[n] {
+		n++
+	}
+	return n
 }
 
 // substituted stands for every variable while computing how BuildKit shows

@@ -1,6 +1,7 @@
 package compat
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,7 +18,7 @@ FROM build
 COPY --from=build /a /b-${TOKEN}
 RUN echo hello
 `
-	steps, err := NewStepNames([]byte(dockerfile))
+	steps, err := NewStepNames([]byte(dockerfile), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ RUN echo hello
 }
 
 func TestStepNamesSingleStageHasNoLabel(t *testing.T) {
-	steps, err := NewStepNames([]byte("from busybox\narg TOKEN\nrun test -n $TOKEN\n"))
+	steps, err := NewStepNames([]byte("from busybox\narg TOKEN\nrun test -n $TOKEN\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func FuzzStepNames(f *testing.F) {
 	f.Add("# escape=`\nFROM a\nRUN echo `$x \\\n  && true\n", "[ 2/10] RUN echo $x && true")
 	f.Add("FROM scratch\nADD <<EOF /f\nx\nEOF\n", "[1/1] ADD <<EOF /f")
 	f.Fuzz(func(t *testing.T, dockerfile, name string) {
-		steps, err := NewStepNames([]byte(dockerfile))
+		steps, err := NewStepNames([]byte(dockerfile), nil)
 		if err != nil {
 			return
 		}
@@ -77,11 +78,35 @@ func FuzzStepNames(f *testing.F) {
 }
 
 func TestStepNamesOfBytesThatAreNotUTF8(t *testing.T) {
-	steps, err := NewStepNames([]byte("FROM a\nRUN echo \xff\xfe $X\n"))
+	steps, err := NewStepNames([]byte("FROM a\nRUN echo \xff\xfe $X\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := steps.Written("[2/2] RUN echo \xff\xfe value"); !ok || got != "[2/2] RUN echo \xff\xfe $X" {
 		t.Errorf("Written = %q, %v", got, ok)
+	}
+}
+
+func TestStepsKeepTheUsersTextOfRewrittenInstructions(t *testing.T) {
+	written := "FROM busybox AS Base\nCOPY [\"route[id].txt\", \"/json/\"]\nFROM Base\nRUN echo hi\nVOLUME /v\nCOPY a.txt \\\n  /dst/\n"
+	// As kiln stages it: sources and FROM rewritten in place, an ARG added
+	// after a FROM, a COPY after the VOLUME, a continuation line commented.
+	staged := "FROM busybox AS base\nCOPY [\"route[[]id].txt\", \"/json/\"]\nFROM base\nARG CARRIED=1\nRUN echo hi\nVOLUME /v\nCOPY --from=kiln-volume-dirs / /v/\nCOPY a.tx[t] /dst/\n#\n"
+	origins := LineOrigins([]byte(written), []byte(staged))
+	if want := []int{1, 2, 3, 0, 4, 5, 0, 6, 7, 8}; !slices.Equal(origins, want) {
+		t.Fatalf("line origins %v, want %v", origins, want)
+	}
+	steps, err := NewStepNames([]byte(staged), []byte(written))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for shown, want := range map[string]string{
+		`[base 2/2] COPY ["route[[]id].txt", "/json/"]`: `[base 2/2] COPY ["route[id].txt", "/json/"]`,
+		"[stage-1 4/4] COPY a.tx[t] /dst/":              "[stage-1 4/4] COPY a.txt   /dst/", // continuation joined, as Kaniko logs it
+		"[stage-1 2/4] RUN echo hi":                     "[stage-1 2/4] RUN echo hi",
+	} {
+		if got, ok := steps.Written(shown); !ok || got != want {
+			t.Errorf("%s: written as %q (%v), want %q", shown, got, ok, want)
+		}
 	}
 }

@@ -157,7 +157,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
-	if err := stageKanikoInstructions(dockerfile, parsed.Stages, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
+	if err := stageKanikoInstructions(dockerfile, b.buildContext.Dir, parsed.Stages, kanikoStages, opts.BuildArgs, logrus.StandardLogger()); err != nil {
 		return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
 	}
 
@@ -255,7 +255,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 			Stdout:  b.Stdout,
 			Stderr:  b.Stderr,
 			Debug:   isDebug(opts.Verbosity),
-			Steps:   stepNames(dockerfile),
+			Steps:   stepNames(dockerfile, content),
 			Secrets: secrets,
 		},
 	}

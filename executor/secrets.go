@@ -124,14 +124,15 @@ func (e *redactedError) ExitCode() int {
 	return 1
 }
 
-// stepNames reads the staged Dockerfile BuildKit builds; nil (BuildKit's
-// names, filtered by secretFilter) when it cannot.
-func stepNames(stagedDockerfile string) *compat.StepNames {
+// stepNames reads the staged Dockerfile BuildKit builds, naming steps as
+// written in the user's Dockerfile; nil (BuildKit's names, filtered by
+// secretFilter) when it cannot.
+func stepNames(stagedDockerfile string, written []byte) *compat.StepNames {
 	dt, err := os.ReadFile(stagedDockerfile)
 	if err != nil {
 		return nil
 	}
-	steps, err := compat.NewStepNames(dt)
+	steps, err := compat.NewStepNames(dt, written)
 	if err != nil {
 		return nil
 	}

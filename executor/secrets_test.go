@@ -21,7 +21,7 @@ const testSecret = "tok-5f2a9c1e"
 // build using a build-arg secret, at trace level, and looks for the value
 // anywhere in the log.
 func TestProgressNeverShowsBuildArgValues(t *testing.T) {
-	steps, err := compat.NewStepNames([]byte("FROM busybox\nARG TOKEN\nRUN test -n \"$TOKEN\"\nRUN exit 3\n"))
+	steps, err := compat.NewStepNames([]byte("FROM busybox\nARG TOKEN\nRUN test -n \"$TOKEN\"\nRUN exit 3\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

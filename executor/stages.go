@@ -47,11 +47,13 @@ func stageExtraTargets(staged string, extra []compat.Stage) ([]string, error) {
 // built before (compat.WithKanikoArgScope), MAINTAINER, which Kaniko skips
 // (compat.WithoutMaintainer), COPY/ADD paths with backslashes under
 // `# escape=“ (compat.WithKanikoBackslashes), COPY/ADD sources the .dockerignore next to
-// staged excludes (compat.WithIgnoredSources), FROM values naming a
-// stage in another case (compat.WithStageBaseNames) and FROM --platform,
-// which Kaniko ignores (compat.WithoutFromPlatform). all are the
-// Dockerfile's stages, built the ones Kaniko builds.
-func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
+// staged excludes (compat.WithIgnoredSources), sources with glob
+// characters naming a context file (compat.WithLiteralGlobSources), FROM
+// values Kaniko resolves otherwise (compat.WithKanikoBaseNames) and FROM
+// --platform, which Kaniko ignores (compat.WithoutFromPlatform). all are the
+// Dockerfile's stages, built the ones Kaniko builds; ctxDir is the local
+// build context.
+func stageKanikoInstructions(staged, ctxDir string, all, built []compat.Stage, buildArgs []string, log logrus.FieldLogger) error {
 	content, err := os.ReadFile(staged)
 	if err != nil {
 		return err
@@ -89,7 +91,11 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 			return err
 		}
 	}
-	rewritten, basesChanged, err := compat.WithStageBaseNames(rewritten, all)
+	rewritten, globsChanged, err := compat.WithLiteralGlobSources(rewritten, ctxDir)
+	if err != nil {
+		return err
+	}
+	rewritten, basesChanged, err := compat.WithKanikoBaseNames(rewritten, all)
 	if err != nil {
 		return err
 	}
@@ -97,7 +103,7 @@ func stageKanikoInstructions(staged string, all, built []compat.Stage, buildArgs
 	if err != nil {
 		return err
 	}
-	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged && !backslashesChanged && !platformsChanged {
+	if !argsChanged && len(maintainers) == 0 && !basesChanged && !namesChanged && !ignoredChanged && !globsChanged && !backslashesChanged && !platformsChanged {
 		return nil
 	}
 	return os.WriteFile(staged, rewritten, 0o600)
