@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -212,6 +213,10 @@ func (r *runCgroups) measure(build func() error) (Sample, error) {
 	began := time.Now()
 	err := r.runIn(build)
 	wall := time.Since(began)
+	// What the tool left running (kiln's removal of its private dirs)
+	// is no wait of the pipeline's but still its CPU and memory, and must
+	// not run into the next tool's measurement.
+	r.waitEmpty()
 	close(stop)
 	wg.Wait()
 	s := Sample{Wall: wall, PeakRSS: peakRSS, MemKnown: true}
@@ -219,6 +224,17 @@ func (r *runCgroups) measure(build func() error) (Sample, error) {
 	mem, merr := readInt(filepath.Join(r.memory, "memory.max_usage_in_bytes"))
 	s.CPU, s.PeakMem = time.Duration(cpu), mem
 	return s, errors.Join(err, cerr, merr)
+}
+
+// waitEmpty waits, up to ten minutes, until no process is left in the
+// run's cgroups.
+func (r *runCgroups) waitEmpty() {
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		procs, err := os.ReadFile(filepath.Join(r.memory, "cgroup.procs"))
+		if err != nil || len(bytes.TrimSpace(procs)) == 0 {
+			return
+		}
+	}
 }
 
 func readInt(path string) (int64, error) {

@@ -62,6 +62,11 @@ func FuzzStepNames(f *testing.F) {
 	f.Add("# escape=`\nFROM a\nRUN echo `$x \\\n  && true\n", "[ 2/10] RUN echo $x && true")
 	f.Add("FROM scratch\nADD <<EOF /f\nx\nEOF\n", "[1/1] ADD <<EOF /f")
 	f.Fuzz(func(t *testing.T, dockerfile, name string) {
+		for i, origin := range LineOrigins([]byte(dockerfile), []byte(dockerfile)) {
+			if origin != i+1 {
+				t.Fatalf("line %d of an unchanged Dockerfile comes from line %d", i+1, origin)
+			}
+		}
 		steps, err := NewStepNames([]byte(dockerfile), nil)
 		if err != nil {
 			return

@@ -283,6 +283,7 @@ func (r result) assertDaemons(t *testing.T, m mode, remote bool) {
 // the executor left its private directories in the state dir.
 func assertNothingLeft(t *testing.T, state string) {
 	t.Helper()
+	testenv.WaitForRemovers(t, state+"/")
 	if procs := processesMentioning(state+"/", 0); len(procs) > 0 {
 		t.Errorf("processes left running after the executor exited: %v", procs)
 	}
@@ -361,6 +362,11 @@ func watchProcesses(state string, executorPID int) *processWatcher {
 		defer ticker.Stop()
 		for {
 			for _, p := range processesMentioning(state+"/", executorPID) {
+				// Removing private dirs after the build is no part of it
+				// (assertNothingLeft waits for it).
+				if p.name == testenv.RemoverName {
+					continue
+				}
 				if _, ok := w.seen[p.pid]; !ok {
 					w.seen[p.pid] = p
 				}

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kilnbuild/kiln/internal/testenv"
 )
 
 // TestMain gives the whole suite one private temp dir and, once every test
@@ -27,6 +30,8 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("TMPDIR", suiteDir)
 	code := m.Run()
+	// What the last builds handed to removers may still be going.
+	testenv.AwaitRemovers(suiteDir+"/", 2*time.Minute)
 	if left := leftovers(suiteDir); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: kiln left these behind after the suite:\n  %s\n", strings.Join(left, "\n  "))
 		code = 1

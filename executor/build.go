@@ -123,8 +123,12 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	defer workLock.Close()
+	defer func() {
+		if err := engine.RemoveAfterExit([]string{work}, []*os.File{workLock}, false, ""); err != nil {
+			logrus.Debugf("removing the work dir: %v", err)
+		}
+		workLock.Close()
+	}()
 	dockerfile, content, err := stageDockerfile(ctx, b.dockerfile, b.buildContext.Dir, filepath.Join(work, "dockerfile"))
 	if err != nil {
 		return err
@@ -178,6 +182,8 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		Keep:      []string{b.buildContext.Dir, work, dockerConfig},
 		Secrets:   []string{filepath.Join(dockerConfig, "config.json")},
 		CrashDirs: []string{work},
+		// Removing an unpacked image's files is no wait of the pipeline's.
+		RemoveAfterExit: true,
 	}
 	if opts.BuildkitHost != "" {
 		if err := remoteTLSFromEnv(&daemonCfg, os.LookupEnv); err != nil {

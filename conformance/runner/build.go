@@ -73,7 +73,11 @@ func (b *builder) build(ctx context.Context, c *corpus.Case) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(home)
+	defer func() {
+		// kiln's private dirs in it may still be on their way out.
+		testenv.AwaitRemovers(home+"/", 2*time.Minute)
+		os.RemoveAll(home)
+	}()
 	if b.user != nil {
 		if err := handOver(workspace, *b.user); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 
@@ -12,8 +13,9 @@ import (
 // private directory under cfg.StateParent that Close removes.
 type Daemon struct {
 	*Engine
-	dir  string
-	lock *os.File
+	dir   string
+	lock  *os.File
+	later bool // engine.Config.RemoveAfterExit
 }
 
 // StartDaemon runs BuildKit in this process for a build configured by cfg.
@@ -42,16 +44,19 @@ func StartDaemon(ctx context.Context, cfg engine.Config) (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Daemon{Engine: e, dir: dir, lock: lock}, nil
+	return &Daemon{Engine: e, dir: dir, lock: lock, later: cfg.RemoveAfterExit}, nil
 }
 
 // Close stops the engine (restoring the root filesystem) and removes its
-// private state.
+// private state, or has it removed after the executor's exit.
 func (d *Daemon) Close() error {
 	err := d.Engine.Close()
-	if rmErr := os.RemoveAll(d.dir); err == nil {
-		err = rmErr
+	var rmErr error
+	if d.later {
+		rmErr = engine.RemoveAfterExit([]string{d.dir}, []*os.File{d.lock}, false, "")
+	} else {
+		rmErr = os.RemoveAll(d.dir)
 	}
 	d.lock.Close()
-	return err
+	return errors.Join(err, rmErr)
 }

@@ -76,6 +76,9 @@ type Config struct {
 	// daemon's state should the executor be killed (see executor/local's
 	// reaper).
 	CrashDirs []string
+	// RemoveAfterExit leaves the removal of the private state to a process
+	// the executor does not wait for (see engine.RemoveAfterExit).
+	RemoveAfterExit bool
 	// RegistryConfigTOML is buildkitd.toml text made only of tables such as
 	// [registry."host"] (http, insecure, ca, keypair, mirrors).
 	RegistryConfigTOML string

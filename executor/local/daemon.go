@@ -207,7 +207,7 @@ func (d *Daemon) Close() error {
 		if d.logs != nil {
 			d.logs.Close()
 		}
-		d.closeErr = d.removeState()
+		d.closeErr = d.removeState(d.cfg.RemoveAfterExit)
 		if d.lock != nil {
 			d.lock.Close()
 		}
@@ -224,4 +224,29 @@ func (d *Daemon) NoGracefulStop() {
 	if d.cfg.ThrowAwayState() {
 		d.killAtOnce.Store(true)
 	}
+}
+
+// RemoveStateDir removes a private dir a killed build left (the sweep of
+// engine.SweepStaleDirs), as this user's daemons leave them.
+func RemoveStateDir(dir string) error {
+	return engine.RemovePrivateDir(dir, os.Geteuid() != 0, "")
+}
+
+// removeState removes the state and socket dirs, later (by a process the
+// executor does not wait for, see engine.RemoveAfterExit) when asked to.
+func (d *Daemon) removeState(later bool) error {
+	var dirs []string
+	for _, dir := range []string{d.dir, d.sockDir} {
+		if dir != "" {
+			dirs = append(dirs, dir)
+		}
+	}
+	if later && d.lock != nil {
+		return engine.RemoveAfterExit(dirs, []*os.File{d.lock}, d.rootless, d.cfg.BinDir)
+	}
+	var errs []error
+	for _, dir := range dirs {
+		errs = append(errs, engine.RemovePrivateDir(dir, d.rootless && dir == d.dir, d.cfg.BinDir))
+	}
+	return errors.Join(errs...)
 }

@@ -272,8 +272,7 @@ func removeRootAsOwner(t *testing.T, env testenv.ModeEnv, root string) {
 		}
 		return
 	}
-	d := &Daemon{cfg: engine.Config{BinDir: env.BinDir}, dir: root}
-	if err := d.removeInUserNamespace(); err != nil {
+	if err := engine.RemoveInUserNamespace(root, env.BinDir); err != nil {
 		t.Fatalf("removing %s: %v", root, err)
 	}
 }

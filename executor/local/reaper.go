@@ -163,7 +163,7 @@ func runReaper(args []string) int {
 // cleanUp removes what the dead executor would have removed.
 func (c reaperConfig) cleanUp() {
 	d := &Daemon{dir: c.stateDir, sockDir: c.sockDir, rootless: c.rootless, cfg: engine.Config{BinDir: c.binDir}}
-	_ = d.removeState()
+	_ = d.removeState(false)
 	for _, dir := range c.removeOnCrash {
 		_ = os.RemoveAll(dir)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The rootless half of a ForEachMode test re-executes the test binary as
@@ -179,10 +180,42 @@ func MountsMentioning(t *testing.T, s string) []string {
 	return found
 }
 
+// RemoverName is the name of the process a build leaves its private dirs
+// to (executor/engine.RemoveAfterExit).
+const RemoverName = "kiln-remover"
+
+// AwaitRemovers waits up to limit until no remover names s on its command
+// line (the private dirs it removes are gone then, or it failed) and
+// returns the ones still running.
+func AwaitRemovers(s string, limit time.Duration) []string {
+	deadline := time.Now().Add(limit)
+	for {
+		var removers []string
+		for _, p := range ProcessesMentioning(s) {
+			if strings.Contains(p, RemoverName) {
+				removers = append(removers, p)
+			}
+		}
+		if len(removers) == 0 || time.Now().After(deadline) {
+			return removers
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitForRemovers is AwaitRemovers for two minutes, failing t after them.
+func WaitForRemovers(t testing.TB, s string) {
+	t.Helper()
+	if still := AwaitRemovers(s, 2*time.Minute); len(still) > 0 {
+		t.Fatalf("removers still running after two minutes:\n%s", strings.Join(still, "\n"))
+	}
+}
+
 // AssertNothingLeft fails if a process, mount or file of a daemon whose
-// state lived under stateParent remains.
+// state lived under stateParent remains once its removers are done.
 func AssertNothingLeft(t *testing.T, stateParent string) {
 	t.Helper()
+	WaitForRemovers(t, stateParent)
 	if procs := ProcessesMentioning(stateParent); len(procs) > 0 {
 		t.Errorf("processes left running:\n%s", strings.Join(procs, "\n"))
 	}

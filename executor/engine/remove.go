@@ -1,4 +1,4 @@
-package local
+package engine
 
 import (
 	"errors"
@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
-
-	"github.com/kilnbuild/kiln/executor/engine"
 )
 
 // removeWorkers bounds the concurrent unlinks of removeAllParallel. Removal
@@ -107,40 +105,30 @@ func (r *parallelRemover) removeEntries(dir string, entries []os.DirEntry) error
 	return errors.Join(errs...)
 }
 
-// RemoveStateDir removes a private dir a killed build left (the sweep of
-// engine.SweepStaleDirs): a rootless daemon's layers hold files of
-// subordinate IDs that only its user namespace's root can delete.
-func RemoveStateDir(dir string) error {
-	d := &Daemon{dir: dir, rootless: os.Geteuid() != 0}
-	return d.removeState()
+// RemovePrivateDir removes a private dir of a build. A rootless daemon's
+// layers hold files of subordinate IDs that only its user namespace's root
+// can delete: those go through rootlesskit (found in binDir, see
+// FindBinary); trying os.RemoveAll first would walk every file of an
+// unpacked base image for nothing.
+func RemovePrivateDir(dir string, rootless bool, binDir string) error {
+	var err error
+	if rootless {
+		if err = RemoveInUserNamespace(dir, binDir); err != nil && os.RemoveAll(dir) == nil {
+			err = nil
+		}
+	} else {
+		err = removeAllParallel(dir)
+	}
+	if err != nil {
+		return fmt.Errorf("removing %s: %w", dir, err)
+	}
+	return nil
 }
 
-func (d *Daemon) removeState() error {
-	var errs []error
-	if d.dir != "" {
-		var err error
-		if d.rootless {
-			// Layers hold files owned by subordinate IDs that only the
-			// namespace's root can delete; trying os.RemoveAll first would
-			// walk every file of an unpacked base image for nothing.
-			if err = d.removeInUserNamespace(); err != nil && os.RemoveAll(d.dir) == nil {
-				err = nil
-			}
-		} else {
-			err = removeAllParallel(d.dir)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("removing BuildKit state %s: %w", d.dir, err))
-		}
-	}
-	if d.sockDir != "" {
-		errs = append(errs, os.RemoveAll(d.sockDir))
-	}
-	return errors.Join(errs...)
-}
-
-func (d *Daemon) removeInUserNamespace() error {
-	rootlesskit, err := engine.FindBinary(d.cfg.BinDir, "rootlesskit")
+// RemoveInUserNamespace removes dir as root of a rootlesskit user namespace
+// (the one every rootless daemon of this user gets).
+func RemoveInUserNamespace(dir, binDir string) error {
+	rootlesskit, err := FindBinary(binDir, "rootlesskit")
 	if err != nil {
 		return err
 	}
@@ -153,12 +141,12 @@ func (d *Daemon) removeInUserNamespace() error {
 		return err
 	}
 	defer os.RemoveAll(stateDir)
-	cmd := exec.Command(rootlesskit, "--state-dir="+filepath.Join(stateDir, "s"), "--net=host", rm, "-rf", "--", d.dir)
+	cmd := exec.Command(rootlesskit, "--state-dir="+filepath.Join(stateDir, "s"), "--net=host", rm, "-rf", "--", dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w: %s", err, engine.OneLine(string(out)))
+		return fmt.Errorf("%w: %s", err, OneLine(string(out)))
 	}
-	if _, err := os.Stat(d.dir); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("still present after removal in the user namespace (stat: %v)", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package local
+package engine
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestRemoveAllParallelRemovesDeepAndWideTrees(t *testing.T) {
@@ -66,5 +67,34 @@ func TestRemoveAllParallelRemovesDeepAndWideTrees(t *testing.T) {
 	}
 	if err := removeAllParallel(root); err != nil {
 		t.Errorf("removing a missing tree: %v", err)
+	}
+}
+
+func TestRemoveAfterExitLeavesTheWorkToAnotherProcess(t *testing.T) {
+	dir, lock, err := NewWorkDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveAfterExit([]string{dir}, []*os.File{lock}, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	lock.Close()
+	// Handed over, not done here: a synchronous removal would have
+	// deleted the 2000 files before returning.
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the dir was removed before RemoveAfterExit returned: %v", err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the remover did not remove the dir within a minute")
+		}
 	}
 }
