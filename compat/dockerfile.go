@@ -285,6 +285,12 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		stage := Stage{Index: i, Name: st.Name, From: st.BaseName, Base: base, Platform: st.Platform, BaseStage: -1}
 		if bk, _, err := lex.ProcessWord(st.BaseName, env); err != nil || bk != base {
 			stage.buildkitBase, stage.buildkitDiffers = bk, true
+			// Values left out: they may come from --build-arg.
+			line := 0
+			if len(st.Location) > 0 {
+				line = st.Location[0].Start.Line
+			}
+			df.Warnings = append(df.Warnings, fmt.Sprintf("line %d: FROM %s is built on what Kaniko resolves it to, which docker build would not (Kaniko ignores an empty --build-arg there and sees undeclared ones)", line, st.BaseName))
 		}
 		if idx, ok := stageIndex[strings.ToLower(base)]; ok {
 			stage.BaseStage = idx

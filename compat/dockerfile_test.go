@@ -318,6 +318,9 @@ func TestKanikoExpandsFromWithItsOwnArgs(t *testing.T) {
 			t.Errorf("stage %d: Base %q, want %q", i, got, want)
 		}
 	}
+	if len(df.Warnings) != 2 || !strings.Contains(df.Warnings[0], "line 5: FROM ${BASE:-busybox}") || strings.Contains(strings.Join(df.Warnings, ""), "alpine") {
+		t.Errorf("warnings %q: want lines 5 and 7 named, no --build-arg value", df.Warnings)
+	}
 	got, changed, err := WithKanikoBaseNames([]byte(in), df.Stages)
 	if err != nil || !changed {
 		t.Fatalf("changed %v, error %v", changed, err)
