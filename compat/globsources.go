@@ -34,17 +34,7 @@ func WithLiteralGlobSources(dt []byte, ctxDir string) (rewritten []byte, changed
 	context := os.DirFS(ctxDir)
 	lines := strings.SplitAfter(string(dt), "\n")
 	for _, node := range result.AST.Children {
-		if !strings.EqualFold(node.Value, "copy") && !strings.EqualFold(node.Value, "add") || len(node.Heredocs) > 0 || hasFromFlag(node.Flags) {
-			continue
-		}
-		var args []string
-		for n := node.Next; n != nil; n = n.Next {
-			args = append(args, n.Value)
-		}
-		if len(args) < 2 {
-			continue
-		}
-		for _, src := range args[:len(args)-1] {
+		for _, src := range contextSources(node) {
 			literal, ok := literalOfGlob(lex, src)
 			if !ok {
 				continue

@@ -39,20 +39,7 @@ func WithIgnoredSources(dt, dockerignore []byte) (rewritten []byte, changed bool
 	}
 	lines := strings.SplitAfter(string(dt), "\n")
 	for _, node := range result.AST.Children {
-		if !strings.EqualFold(node.Value, "copy") && !strings.EqualFold(node.Value, "add") || len(node.Heredocs) > 0 {
-			continue
-		}
-		if hasFromFlag(node.Flags) {
-			continue
-		}
-		var args []string
-		for n := node.Next; n != nil; n = n.Next {
-			args = append(args, n.Value)
-		}
-		if len(args) < 2 {
-			continue
-		}
-		for _, src := range args[:len(args)-1] {
+		for _, src := range contextSources(node) {
 			if strings.ContainsAny(src, "*?[]$\\") || strings.Contains(src, "://") {
 				continue
 			}
@@ -97,6 +84,22 @@ func globOf(p string) string {
 	_, size := utf8.DecodeLastRuneInString(trimmed)
 	last := len(trimmed) - size
 	return trimmed[:last] + "[" + trimmed[last:] + "]" + p[len(trimmed):]
+}
+
+// contextSources are the sources, as written, of a COPY or ADD that copies
+// from the build context (no --from, no heredoc); nil for other nodes.
+func contextSources(node *parser.Node) []string {
+	if !strings.EqualFold(node.Value, "copy") && !strings.EqualFold(node.Value, "add") || len(node.Heredocs) > 0 || hasFromFlag(node.Flags) {
+		return nil
+	}
+	var args []string
+	for n := node.Next; n != nil; n = n.Next {
+		args = append(args, n.Value)
+	}
+	if len(args) < 2 {
+		return nil
+	}
+	return args[:len(args)-1]
 }
 
 func hasFromFlag(flags []string) bool {
