@@ -22,9 +22,13 @@ import (
 // sweeps (SweepStaleDirs).
 const removerName = "kiln-remover"
 
-func init() {
-	if filepath.Base(os.Args[0]) == removerName {
-		os.Exit(runRemover(os.Args[1:]))
+func init() { RunAs(removerName, runRemover) }
+
+// RunAs runs main and exits when this process was started under name
+// (argv[0]): a helper process is the executor binary re-executed so.
+func RunAs(name string, main func(args []string) int) {
+	if filepath.Base(os.Args[0]) == name {
+		os.Exit(main(os.Args[1:]))
 	}
 }
 

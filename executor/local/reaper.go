@@ -28,11 +28,7 @@ import (
 // directories.
 const reaperName = "kiln-reaper"
 
-func init() {
-	if filepath.Base(os.Args[0]) == reaperName {
-		os.Exit(runReaper(os.Args[1:]))
-	}
-}
+func init() { engine.RunAs(reaperName, runReaper) }
 
 // reaperConfig is what the reaper needs to clean up after a dead executor.
 type reaperConfig struct {
