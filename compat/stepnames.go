@@ -31,6 +31,7 @@ type stepStage struct {
 type writtenStep struct {
 	text  string           // as written (instructions.Command.String)
 	shown []*regexp.Regexp // BuildKit's name for it, any substitution matching
+	added bool             // kiln's own instruction, not the user's
 }
 
 func (w writtenStep) matches(name string) bool {
@@ -55,7 +56,7 @@ func NewStepNames(staged, written []byte) (*StepNames, error) {
 	if err != nil {
 		return nil, err
 	}
-	userText := writtenTexts(staged, written)
+	userText, added := writtenTexts(staged, written)
 	// BuildKit substitutes RUN's variables keeping quotes and escapes, the
 	// other instructions' the shell way.
 	lex := shell.NewLex(result.EscapeToken)
@@ -80,8 +81,12 @@ func NewStepNames(staged, written []byte) (*StepNames, error) {
 			case *instructions.AddCommand, *instructions.CopyCommand, *instructions.RunCommand, *instructions.WorkdirCommand:
 				text := cmd.(fmt.Stringer).String()
 				step := writtenStep{text: text, shown: []*regexp.Regexp{shownPattern(lex, text), shownPattern(raw, text)}}
-				if loc := cmd.Location(); len(loc) > 0 && userText[loc[0].Start.Line] != "" {
-					step.text = userText[loc[0].Start.Line]
+				if loc := cmd.Location(); len(loc) > 0 {
+					line := loc[0].Start.Line
+					step.added = added[line]
+					if userText[line] != "" {
+						step.text = userText[line]
+					}
 				}
 				stage.steps = append(stage.steps, step)
 			}
@@ -96,18 +101,18 @@ func NewStepNames(staged, written []byte) (*StepNames, error) {
 
 // writtenTexts maps the first line of each instruction of staged to the
 // text of the user's instruction on the line it came from (LineOrigins),
-// where the two differ.
-func writtenTexts(staged, written []byte) map[int]string {
+// and tells the lines kiln added.
+func writtenTexts(staged, written []byte) (texts map[int]string, added map[int]bool) {
 	if written == nil {
-		return nil
+		return nil, nil
 	}
 	result, err := parser.Parse(bytes.NewReader(written))
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	stages, _, err := instructions.Parse(result.AST, nil)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	byLine := map[int]string{}
 	for _, st := range stages {
@@ -117,13 +122,16 @@ func writtenTexts(staged, written []byte) map[int]string {
 			}
 		}
 	}
-	texts := map[int]string{}
+	texts, added = map[int]string{}, map[int]bool{}
 	for line, origin := range LineOrigins(written, staged) {
-		if origin > 0 && byLine[origin] != "" {
+		switch {
+		case origin == 0:
+			added[line+1] = true
+		case byLine[origin] != "":
 			texts[line+1] = byLine[origin]
 		}
 	}
-	return texts
+	return texts, added
 }
 
 // LineOrigins gives, for each line of rewritten, the number of the line of
@@ -279,7 +287,7 @@ func (s *StepNames) Written(name string) (string, bool) {
 			if !step.matches(shown) {
 				continue
 			}
-			c := stepCandidate{text: step.text, distance: abs(i + 1 + st.fromCount - number)}
+			c := stepCandidate{step: step, distance: abs(i + 1 + st.fromCount - number)}
 			if own {
 				inStage = append(inStage, c)
 			} else {
@@ -294,17 +302,21 @@ func (s *StepNames) Written(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return name[:len(name)-len(shown)] + best, true
+	if best.added {
+		// An internal step, as Kaniko has none like it: no step line.
+		return "[internal] kiln: " + best.text, true
+	}
+	return name[:len(name)-len(shown)] + best.text, true
 }
 
 type stepCandidate struct {
-	text     string
+	step     writtenStep
 	distance int // from the step number BuildKit gave
 }
 
-func closest(cs []stepCandidate) (string, bool) {
+func closest(cs []stepCandidate) (writtenStep, bool) {
 	if len(cs) == 0 {
-		return "", false
+		return writtenStep{}, false
 	}
 	best := cs[0]
 	for _, c := range cs[1:] {
@@ -312,7 +324,7 @@ func closest(cs []stepCandidate) (string, bool) {
 			best = c
 		}
 	}
-	return best.text, true
+	return best.step, true
 }
 
 func abs(n int) int {

@@ -109,6 +109,8 @@ func TestStepsKeepTheUsersTextOfRewrittenInstructions(t *testing.T) {
 		`[base 2/2] COPY ["route[[]id].txt", "/json/"]`: `[base 2/2] COPY ["route[id].txt", "/json/"]`,
 		"[stage-1 4/4] COPY a.tx[t] /dst/":              "[stage-1 4/4] COPY a.txt   /dst/", // continuation joined, as Kaniko logs it
 		"[stage-1 2/4] RUN echo hi":                     "[stage-1 2/4] RUN echo hi",
+		// kiln's own step gets no step line.
+		"[stage-1 3/4] COPY --from=kiln-volume-dirs / /v/": "[internal] kiln: COPY --from=kiln-volume-dirs / /v/",
 	} {
 		if got, ok := steps.Written(shown); !ok || got != want {
 			t.Errorf("%s: written as %q (%v), want %q", shown, got, ok, want)
