@@ -366,6 +366,9 @@ func (b *bench) buildTo(ctx context.Context, s *Scenario, t *Tool, rev int, phas
 	trafficBefore := b.reg.traffic.now()
 	sample, err := cg.measure(t.Start(ctx, build))
 	trafficAfter := b.reg.traffic.now()
+	for _, work := range build.untimed {
+		work()
+	}
 	sample.Traffic = Traffic{Pulled: trafficAfter.Pulled - trafficBefore.Pulled, Pushed: trafficAfter.Pushed - trafficBefore.Pushed}
 	if t.ExtraCPU != nil {
 		if after, cerr := t.ExtraCPU(); cerr == nil {

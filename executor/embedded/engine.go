@@ -165,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Engine, err error) {
 
 	boltutil.SetThrowAwayState(cfg.ThrowAwayState)
 	e.headers = &layerHeaders{byBlob: map[digest.Digest][]*tar.Header{}}
-	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner, e.headers)
+	wopt, err := newWorkerOpt(filepath.Join(root, "embedded"), e.runner, e.headers, cfg.ThrowAwayState)
 	if err != nil {
 		return nil, err
 	}

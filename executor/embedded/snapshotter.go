@@ -26,6 +26,10 @@ import (
 type linkSnapshotter struct {
 	root string
 	ms   *storage.MetaStore
+	// leaveRemoved keeps a removed snapshot's directory, moved aside, for
+	// the removal of the whole state after the build: deleting a farm of
+	// 10^5 links took seconds per snapshot after the push.
+	leaveRemoved bool
 }
 
 func newLinkSnapshotter(root string) (*linkSnapshotter, error) {
@@ -187,7 +191,7 @@ func (s *linkSnapshotter) Remove(ctx context.Context, key string) error {
 		}
 		return err
 	}
-	if gone != "" {
+	if gone != "" && !s.leaveRemoved {
 		return os.RemoveAll(gone)
 	}
 	return nil

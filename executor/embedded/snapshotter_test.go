@@ -119,3 +119,30 @@ func TestLinkSnapshotterSharesUnchangedFilesWithTheParent(t *testing.T) {
 		t.Errorf("removing the child changed the parent: %q", b)
 	}
 }
+
+func TestLinkSnapshotterLeavesRemovedSnapshotsAsideForThrowAwayState(t *testing.T) {
+	ctx := context.Background()
+	for _, leave := range []bool{false, true} {
+		root := t.TempDir()
+		s, err := newLinkSnapshotter(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.leaveRemoved = leave
+		if _, err := s.Prepare(ctx, "active", ""); err != nil {
+			t.Fatal(err)
+		}
+		writeTree(t, snapshotDir(t, s, ctx, "active"), map[string]string{"f": "data"})
+		if err := s.Remove(ctx, "active"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, "active"); err == nil {
+			t.Errorf("leave %v: the removed snapshot is still recorded", leave)
+		}
+		aside, _ := filepath.Glob(filepath.Join(root, "snapshots", "rm-*", "f"))
+		if leave != (len(aside) == 1) {
+			t.Errorf("leave %v: files moved aside %v", leave, aside)
+		}
+		s.Close()
+	}
+}

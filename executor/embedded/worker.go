@@ -58,7 +58,8 @@ func checkPathOnlyBinds(tmp string) error {
 // newWorkerOpt assembles a BuildKit worker whose every step works on plain
 // directories: linkSnapshotter, a path-based layer applier and
 // differ, and exec as the RUN executor.
-func newWorkerOpt(root string, exec bkexecutor.Executor, headers *layerHeaders) (base.WorkerOpt, error) {
+// throwAway leaves removed snapshots to the removal of the whole state.
+func newWorkerOpt(root string, exec bkexecutor.Executor, headers *layerHeaders, throwAway bool) (base.WorkerOpt, error) {
 	var opt base.WorkerOpt
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, err
@@ -67,6 +68,7 @@ func newWorkerOpt(root string, exec bkexecutor.Executor, headers *layerHeaders) 
 	if err != nil {
 		return opt, fmt.Errorf("snapshotter: %w", err)
 	}
+	sn.leaveRemoved = throwAway
 	store, err := local.NewStore(filepath.Join(root, "content"))
 	if err != nil {
 		return opt, err
