@@ -107,9 +107,8 @@ type Stage struct {
 	argEdits map[int]map[string]string
 	// addSources are the ADD sources without variables or URLs, as written.
 	addSources []addSource
-	// buildkitBase is the FROM value as BuildKit expands it, when that is
-	// not Base (or when BuildKit fails on it).
-	buildkitBase    string
+	// buildkitDiffers: BuildKit expands the FROM value otherwise than
+	// Kaniko (Base), or fails on it.
 	buildkitDiffers bool
 }
 
@@ -284,7 +283,7 @@ func ParseDockerfileBytes(path string, dt []byte, buildArgs []string) (*Dockerfi
 		}
 		stage := Stage{Index: i, Name: st.Name, From: st.BaseName, Base: base, Platform: st.Platform, BaseStage: -1}
 		if bk, _, err := lex.ProcessWord(st.BaseName, env); err != nil || bk != base {
-			stage.buildkitBase, stage.buildkitDiffers = bk, true
+			stage.buildkitDiffers = true
 			// Values left out: they may come from --build-arg.
 			line := 0
 			if len(st.Location) > 0 {
