@@ -35,11 +35,7 @@ type carriedArg struct {
 // (KEY=VALUE), which win in both builders. notes lists, one line each, what
 // it carried and what it could not (a value taken from a base image's ENV).
 func WithKanikoArgScope(dt []byte, order []int, given []string) (rewritten []byte, changed bool, notes []string, err error) {
-	result, err := parser.Parse(bytes.NewReader(dt))
-	if err != nil {
-		return nil, false, nil, err
-	}
-	stages, metaCmds, err := instructions.Parse(result.AST, nil)
+	result, stages, metaCmds, err := parseInstructions(dt)
 	if err != nil {
 		return nil, false, nil, err
 	}
@@ -310,4 +306,18 @@ func (e *lineEditor) replaceArg(c *instructions.ArgCommand, declared []carriedAr
 	e.lines[n] = "ARG " + strings.Join(parts, " ") + nl
 	e.changed = true
 	return ""
+}
+
+// parseInstructions parses a Dockerfile into its stages and meta ARGs
+// without linting.
+func parseInstructions(dt []byte) (*parser.Result, []instructions.Stage, []instructions.ArgCommand, error) {
+	result, err := parser.Parse(bytes.NewReader(dt))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stages, metaArgs, err := instructions.Parse(result.AST, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return result, stages, metaArgs, nil
 }

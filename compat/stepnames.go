@@ -1,14 +1,12 @@
 package compat
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
@@ -48,11 +46,7 @@ func (w writtenStep) matches(name string) bool {
 // user's Dockerfile, whose texts the steps take where kiln rewrote an
 // instruction; written may be nil.
 func NewStepNames(staged, written []byte) (*StepNames, error) {
-	result, err := parser.Parse(bytes.NewReader(staged))
-	if err != nil {
-		return nil, err
-	}
-	stages, _, err := instructions.Parse(result.AST, nil)
+	result, stages, _, err := parseInstructions(staged)
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +100,7 @@ func writtenTexts(staged, written []byte) (texts map[int]string, added map[int]b
 	if written == nil {
 		return nil, nil
 	}
-	result, err := parser.Parse(bytes.NewReader(written))
-	if err != nil {
-		return nil, nil
-	}
-	stages, _, err := instructions.Parse(result.AST, nil)
+	_, stages, _, err := parseInstructions(written)
 	if err != nil {
 		return nil, nil
 	}
