@@ -232,6 +232,16 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		}
 	}
 
+	// Not with what shaping adds to a stage's last layer (VOLUME
+	// directories, one layer per stage).
+	var unlinked []byte
+	linked := false
+	if volumeDirs == "" && !opts.SingleSnapshot {
+		if unlinked, linked, err = stageLinkedCopies(dockerfile, opts.Target); err != nil {
+			return fmt.Errorf("error parsing Dockerfile: %s: %w", b.dockerfile, err)
+		}
+	}
+
 	req := SolveRequest{
 		ContextDir:     b.buildContext.Dir,
 		DockerfilePath: dockerfile,
@@ -268,30 +278,50 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 	if opts.SourceDateEpoch != nil {
 		req.SourceDateEpoch = strconv.FormatInt(*opts.SourceDateEpoch, 10)
 	}
+	if linked {
+		// A second solve without --link logs only what the first did not.
+		req.Progress.said = map[string]bool{}
+	}
 	extra.apply(&req)
 	shapes.LeaveOutOfExport(ctx, req.OutputDir)
-	res, err := Solve(ctx, c, req)
-	if err != nil {
-		if stopped := daemonStopped(ctx, daemon, err); stopped != nil {
-			return fmt.Errorf("error building image: %w", stopped)
-		}
-		return explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed})
-	}
-	// The image is in the work dir now: the daemon stops while it is shaped
-	// and published.
-	if err := pending.StopIdle(); err != nil {
-		return err
-	}
-	img, provenance, err := exportedImage(res)
-	if err != nil {
-		return err
-	}
 	// stageDockerfile put Kaniko's ignore file next to the staged copy.
 	dockerignore, err := os.ReadFile(dockerfile + ".dockerignore")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	img, err = shapeLikeKaniko(ctx, img, opts, content, dockerignore, volumeDirs != "", b.buildContext.Dir, filepath.Join(work, "shape"), shapes, layerHeadersOf(daemon))
+	solveAndShape := func(linked bool) (v1.Image, *publish.Statement, error) {
+		res, err := Solve(ctx, c, req)
+		if err != nil {
+			if stopped := daemonStopped(ctx, daemon, err); stopped != nil {
+				return nil, nil, fmt.Errorf("error building image: %w", stopped)
+			}
+			return nil, nil, explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed})
+		}
+		// The image is in the work dir now: the daemon stops while it is
+		// shaped and published, unless it may have to build again.
+		if !linked {
+			if err := pending.StopIdle(); err != nil {
+				return nil, nil, err
+			}
+		}
+		img, provenance, err := exportedImage(res)
+		if err != nil {
+			return nil, nil, err
+		}
+		img, err = shapeLikeKaniko(ctx, img, opts, content, dockerignore, volumeDirs != "", linked, b.buildContext.Dir, filepath.Join(work, "shape"), shapes, layerHeadersOf(daemon))
+		return img, provenance, err
+	}
+	img, provenance, err := solveAndShape(linked)
+	if linked && errors.Is(err, shape.ErrLinkedCopyDiffers) {
+		logrus.Debugf("%v; building the last COPY steps again without --link", err)
+		if err := os.WriteFile(dockerfile, unlinked, 0o600); err != nil {
+			return err
+		}
+		req.Progress.Steps = stepNames(dockerfile, content)
+		img, provenance, err = solveAndShape(false)
+	} else if linked && err == nil {
+		err = pending.StopIdle()
+	}
 	if err != nil {
 		return err
 	}
@@ -339,7 +369,7 @@ func daemonStopped(ctx context.Context, daemon engine.Daemon, solveErr error) er
 // shapeLikeKaniko turns BuildKit's export into the image Kaniko would have
 // written (layers, history, --reproducible), reusing what shapes holds; the
 // layer files it spools into dir must outlive publishing.
-func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile, dockerignore []byte, volumeDirs bool, contextDir, dir string, shapes *ShapeCache, layerHeaders func(v1.Hash) ([]*tar.Header, bool)) (v1.Image, error) {
+func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, dockerfile, dockerignore []byte, volumeDirs, linkedCopies bool, contextDir, dir string, shapes *ShapeCache, layerHeaders func(v1.Hash) ([]*tar.Header, bool)) (v1.Image, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -363,6 +393,7 @@ func shapeLikeKaniko(ctx context.Context, img v1.Image, opts *flagmap.Options, d
 		IgnorePaths:      ignore,
 		SingleSnapshot:   opts.SingleSnapshot,
 		VolumeDirs:       volumeDirs,
+		LinkedCopies:     linkedCopies,
 		ContextSource:    contextSource(contextDir, os.Getuid(), os.Getgid()),
 		ContextMatches:   contextMatches,
 		CompressionLevel: opts.CompressionLevel,

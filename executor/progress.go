@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"regexp"
 	"strconv"
@@ -36,6 +37,9 @@ type ProgressOptions struct {
 	Secrets *secretFilter
 
 	notStarted *notStartedSteps // set by Solve
+	// said, when set, holds the steps earlier solves of the same build
+	// logged lines for.
+	said map[string]bool
 }
 
 // asWritten rewrites s, before anything shows it, so that no build-arg
@@ -44,7 +48,9 @@ type ProgressOptions struct {
 // output is the user's and stays as it is, as in Kaniko.
 func (o ProgressOptions) asWritten(s *client.SolveStatus) {
 	for _, v := range s.Vertexes {
-		if written, ok := o.Steps.Written(v.Name); ok {
+		if written, ok := o.writtenLinkMerge(v.Name); ok {
+			v.Name = written
+		} else if written, ok := o.Steps.Written(v.Name); ok {
 			v.Name = written
 		} else {
 			v.Name = o.Secrets.Redact(v.Name)
@@ -62,6 +68,20 @@ func (o ProgressOptions) asWritten(s *client.SolveStatus) {
 	}
 }
 
+// writtenLinkMerge is Written for the merge step of a COPY --link, named
+// after the COPY: "[2/3] LINK COPY …".
+func (o ProgressOptions) writtenLinkMerge(name string) (string, bool) {
+	prefix, rest, ok := strings.Cut(name, "] "+linkMerge)
+	if !ok {
+		return "", false
+	}
+	written, ok := o.Steps.Written(prefix + "] " + rest)
+	if !ok {
+		return "", false
+	}
+	return prefix + "] " + linkMerge + written[len(prefix)+2:], true
+}
+
 // showProgress consumes ch until it is closed; it always drains ch so the
 // solve never blocks on it.
 func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
@@ -74,9 +94,15 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	p := &kanikoProgress{opts: opts, announced: map[digest.Digest]bool{}, cached: map[digest.Digest]bool{}}
+	p := &kanikoProgress{opts: opts, announced: map[digest.Digest]bool{}, cached: map[digest.Digest]bool{}, linkedCopies: map[digest.Digest]bool{}, saidNow: map[string]bool{}}
+	defer func() {
+		if opts.said != nil {
+			maps.Copy(opts.said, p.saidNow)
+		}
+	}()
 	if !opts.Debug {
 		for s := range ch {
+			p.noteLinkedCopies(s)
 			opts.asWritten(s)
 			p.handle(s)
 		}
@@ -88,6 +114,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 	display, err := progressui.NewDisplay(plainOut, progressui.PlainMode)
 	if err != nil {
 		for s := range ch {
+			p.noteLinkedCopies(s)
 			opts.asWritten(s)
 			p.handle(s)
 		}
@@ -104,6 +131,7 @@ func showProgress(ch <-chan *client.SolveStatus, opts ProgressOptions) error {
 		plainOut.Flush()
 	}()
 	for s := range ch {
+		p.noteLinkedCopies(s)
 		opts.asWritten(s)
 		p.handle(s)
 		plainCh <- s
@@ -117,24 +145,61 @@ type kanikoProgress struct {
 	opts      ProgressOptions
 	announced map[digest.Digest]bool
 	cached    map[digest.Digest]bool
+	saidNow   map[string]bool // steps logged by this solve (see say)
+	// linkedCopies are the COPY --link steps: their line comes with their
+	// merge step, which runs in the Dockerfile's order (the copy itself
+	// starts at once).
+	linkedCopies map[digest.Digest]bool
+}
+
+// noteLinkedCopies finds the COPY --link steps among s's vertices; it
+// reads BuildKit's names, before asWritten.
+func (p *kanikoProgress) noteLinkedCopies(s *client.SolveStatus) {
+	for _, v := range s.Vertexes {
+		if m := instructionVertex.FindStringSubmatch(v.Name); m != nil && isLinkedCopy(m[1]) {
+			p.linkedCopies[v.Digest] = true
+		}
+	}
+}
+
+// isLinkedCopy reports whether an instruction is a COPY with --link among
+// its flags.
+func isLinkedCopy(instruction string) bool {
+	words := strings.Fields(instruction)
+	if len(words) == 0 || !strings.EqualFold(words[0], "COPY") {
+		return false
+	}
+	for _, w := range words[1:] {
+		if !strings.HasPrefix(w, "--") {
+			return false
+		}
+		if w == "--link" || w == "--link=true" {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *kanikoProgress) handle(s *client.SolveStatus) {
 	p.opts.notStarted.observe(s)
 	for _, v := range s.Vertexes {
+		if p.linkedCopies[v.Digest] {
+			continue
+		}
+		lines := kanikoLines(v.Name)
 		if v.Cached && !p.cached[v.Digest] {
 			p.cached[v.Digest] = true
 			// Kaniko's line for a step taken from the layer cache.
-			if m := instructionVertex.FindStringSubmatch(v.Name); m != nil && !strings.HasPrefix(m[1], "FROM ") {
-				p.opts.Logger.Info("Using caching version of cmd: " + m[1])
+			for _, line := range lines {
+				p.say(v.Name, "Using caching version of cmd: "+line)
 			}
 		}
 		if v.Started == nil || p.announced[v.Digest] {
 			continue
 		}
 		p.announced[v.Digest] = true
-		for _, line := range kanikoLines(v.Name) {
-			p.opts.Logger.Info(line)
+		for _, line := range lines {
+			p.say(v.Name, line)
 		}
 	}
 	for _, l := range s.Logs {
@@ -155,16 +220,35 @@ var (
 	instructionVertex = regexp.MustCompile(`^\[(?:\S+ )?\s*\d+/\d+\] (.+)$`)
 )
 
+// say logs a line of a step, unless an earlier solve of the same build
+// logged one for it (see shape.ErrLinkedCopyDiffers): steps are told
+// apart by BuildKit's "[stage n/m" prefix.
+func (p *kanikoProgress) say(step, line string) {
+	if p.opts.said != nil {
+		key, _, _ := strings.Cut(step, "] ")
+		if p.opts.said[key] && !p.saidNow[key] {
+			return
+		}
+		p.saidNow[key] = true
+	}
+	p.opts.Logger.Info(line)
+}
+
+// linkMerge starts the name of the step that puts a COPY --link's layer on
+// top of the filesystem below.
+const linkMerge = "LINK "
+
 // kanikoLines maps a BuildKit vertex name to the lines Kaniko logs for the
 // same step; vertices Kaniko has no counterpart for map to nothing. Base
 // images are announced by BaseImageResolver, which resolves every one of
 // them before the solve, so BuildKit's metadata and FROM vertices add nothing.
+// A COPY --link is logged with its merge step.
 func kanikoLines(vertex string) []string {
 	m := instructionVertex.FindStringSubmatch(vertex)
 	if m == nil || strings.HasPrefix(m[1], "FROM ") {
 		return nil
 	}
-	return []string{m[1]}
+	return []string{strings.TrimPrefix(m[1], linkMerge)}
 }
 
 // notStartedSteps finds a failed RUN whose process never started (a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,9 +25,11 @@ func TestKanikoLines(t *testing.T) {
 		"[builder 1/2] FROM localhost:5000/base:1":                                      nil,
 		"[stage-1 3/5] RUN echo hi":                                                     {"RUN echo hi"},
 		"[2/2] COPY --from=builder /a /b":                                               {"COPY --from=builder /a /b"},
-		"[internal] load build definition from Dockerfile":                              nil,
-		"[internal] load .dockerignore":                                                 nil,
-		"exporting to oci image format":                                                 nil,
+		// The merge of a COPY --link, which runs in order, has the COPY's line.
+		"[2/2] LINK COPY --from=builder /a /b":             {"COPY --from=builder /a /b"},
+		"[internal] load build definition from Dockerfile": nil,
+		"[internal] load .dockerignore":                    nil,
+		"exporting to oci image format":                    nil,
 	}
 	for vertex, want := range cases {
 		if got := kanikoLines(vertex); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -58,6 +61,32 @@ func TestProgressPrintsEachInstructionOnceWithOutput(t *testing.T) {
 	}
 	if stdout.String() != "compiling\n" || stderr.String() != "warning: x\n" {
 		t.Errorf("stdout %q, stderr %q: RUN output not routed by stream", &stdout, &stderr)
+	}
+}
+
+// A COPY --link copies at once, beside the steps before it; its line comes
+// when its layer is merged, after theirs, once even over two solves.
+func TestProgressLogsALinkedCopyInOrderOnce(t *testing.T) {
+	var logs bytes.Buffer
+	now := time.Now()
+	run, copied, merged := digest.FromString("run"), digest.FromString("copy"), digest.FromString("merge")
+	statuses := func() chan *client.SolveStatus {
+		ch := make(chan *client.SolveStatus, 3)
+		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: copied, Name: "[3/3] COPY --link a /a", Started: &now}}}
+		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: run, Name: "[2/3] RUN make", Started: &now}}}
+		ch <- &client.SolveStatus{Vertexes: []*client.Vertex{{Digest: merged, Name: "[3/3] LINK COPY --link a /a", Started: &now}}}
+		close(ch)
+		return ch
+	}
+	opts := ProgressOptions{Logger: testenv.Logger(&logs), Stdout: io.Discard, Stderr: io.Discard, said: map[string]bool{}}
+	for range 2 {
+		if err := showProgress(statuses(), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := regexp.MustCompile(`msg="([^"]*)"`).FindAllStringSubmatch(logs.String(), -1)
+	if len(got) != 2 || got[0][1] != "RUN make" || got[1][1] != "COPY --link a /a" {
+		t.Errorf("lines %q, want RUN make, then the COPY, once each", got)
 	}
 }
 

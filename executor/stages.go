@@ -109,6 +109,24 @@ func stageKanikoInstructions(staged, ctxDir string, all, built []compat.Stage, b
 	return os.WriteFile(staged, rewritten, 0o600)
 }
 
+// stageLinkedCopies writes --link into the COPYs that end the target stage
+// (compat.WithLinkedCopies), so that a rebuild changing only them neither
+// unpacks nor downloads the layers below for them. It returns the staged
+// Dockerfile as it was, for a build again without --link where shaping
+// finds the results differ (shape.ErrLinkedCopyDiffers); linked is false
+// when nothing was rewritten.
+func stageLinkedCopies(staged, target string) (unlinked []byte, linked bool, err error) {
+	content, err := os.ReadFile(staged)
+	if err != nil {
+		return nil, false, err
+	}
+	rewritten, linked, err := compat.WithLinkedCopies(content, target)
+	if err != nil || !linked {
+		return nil, false, err
+	}
+	return content, true, os.WriteFile(staged, rewritten, 0o600)
+}
+
 // solveWithExtraStages builds the stages Kaniko builds that the target does
 // not need (req.ExtraTargets) next to the main solve (opt), so that their
 // steps run and a failure fails the build, as under Kaniko. It closes

@@ -35,6 +35,8 @@ type chain struct {
 	used map[string]bool
 	// scratch is true when the first stage starts FROM scratch.
 	scratch bool
+	// linked are the target stage's COPYs built with --link.
+	linked map[*instructions.CopyCommand]bool
 	// portRanges are the EXPOSE values written as ranges (8000-8002[/udp])
 	// with the ARG values they may use.
 	portRanges []portRange
@@ -48,7 +50,7 @@ type portRange struct {
 
 // readChain parses the Dockerfile for the target stage and the stages it
 // is built FROM.
-func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs bool) (*chain, error) {
+func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs, linkedCopies bool) (*chain, error) {
 	df, err := compat.ParseDockerfileBytes("Dockerfile", dockerfile, buildArgs)
 	if err != nil {
 		return nil, err
@@ -72,7 +74,12 @@ func readChain(dockerfile []byte, target string, buildArgs []string, volumeDirs 
 	for i := stage.Index; i >= 0; i = df.Stages[i].BaseStage {
 		order = append([]int{i}, order...)
 	}
-	c := &chain{used: map[string]bool{}, scratch: df.Stages[order[0]].IsScratch()}
+	c := &chain{used: map[string]bool{}, scratch: df.Stages[order[0]].IsScratch(), linked: map[*instructions.CopyCommand]bool{}}
+	if linkedCopies {
+		for _, cp := range compat.LinkableCopies(stages[stage.Index].Commands) {
+			c.linked[cp] = true
+		}
+	}
 	given := map[string]string{}
 	for _, kv := range buildArgs {
 		k, v, _ := strings.Cut(kv, "=")

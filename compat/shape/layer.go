@@ -48,6 +48,11 @@ type layerWriter struct {
 	// rootMode is the mode of / once a COPY of a context directory onto /
 	// changed it; Kaniko's `/` entries show it. 0 is Kaniko's 0755.
 	rootMode int64
+	// linked are the COPYs BuildKit built with --link (Options.LinkedCopies)
+	// and workingDir the WORKDIR they ran in (the image's: only metadata
+	// instructions follow them).
+	linked     map[*instructions.CopyCommand]bool
+	workingDir string
 	// indexSource, when set, records the headers of each layer read (see
 	// shaper.indexSource).
 	indexSource func(src v1.Layer) (record func(*tar.Header), done func(complete bool))
@@ -264,6 +269,15 @@ func (w *layerWriter) write(srcs []v1.Layer, cmd instructions.Command) (file str
 			lower, err = w.lower()
 		}
 		return lower, err
+	}
+	if cp, ok := cmd.(*instructions.CopyCommand); ok && w.linked[cp] {
+		t, err := lowerTree()
+		if err != nil {
+			return "", false, err
+		}
+		if err := w.asPlainCopy(c, cp, t); err != nil {
+			return "", false, err
+		}
 	}
 	if len(c.deleted) > 0 {
 		t, err := lowerTree()

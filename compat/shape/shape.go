@@ -68,6 +68,10 @@ type Options struct {
 	// this build's; MemoVersion (kiln's version) is part of every key.
 	Memo        Memo
 	MemoVersion string
+	// LinkedCopies says BuildKit built the compat.LinkableCopies of the
+	// target stage with --link (compat.WithLinkedCopies): their layers are
+	// made a plain COPY's, or Kaniko fails with ErrLinkedCopyDiffers.
+	LinkedCopies bool
 	// LayerHeaders, when set, gives the tar headers of a layer blob the
 	// build engine already read (the embedded engine notes them while
 	// unpacking), so shaping need not inflate it again.
@@ -90,12 +94,13 @@ func Kaniko(img v1.Image, opts Options) (v1.Image, error) {
 	layers = withConfigDiffIDs(layers, cf)
 	c := &chain{used: map[string]bool{}}
 	if opts.Dockerfile != nil {
-		if c, err = readChain(opts.Dockerfile, opts.Target, opts.BuildArgs, opts.VolumeDirs); err != nil {
+		if c, err = readChain(opts.Dockerfile, opts.Target, opts.BuildArgs, opts.VolumeDirs, opts.LinkedCopies); err != nil {
 			return nil, fmt.Errorf("reading the Dockerfile's instructions: %w", err)
 		}
 	}
 	s := &shaper{opts: opts, layers: layers, chain: c, plan: planHistory(cf.History, c.layerTexts), env: cf.Config.Env, volumeStage: -1}
-	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths), contextSource: opts.ContextSource, fixes: fixes{}}
+	s.writer = &layerWriter{workDir: opts.WorkDir, stamp: s.stamp(), ignore: cleanPaths(opts.IgnorePaths), contextSource: opts.ContextSource, fixes: fixes{},
+		linked: c.linked, workingDir: cf.Config.WorkingDir}
 	s.memo = newMemoState(opts, s.writer.stamp, s.writer.ignore)
 	if opts.Memo != nil {
 		s.writer.indexSource = s.indexSource

@@ -88,10 +88,4 @@ func checkKanikoLayer(t *testing.T, index int, hdrs []*tar.Header, reproducible 
 	}
 }
 
-func parentOf(name string) string {
-	parent := path.Dir(name)
-	if parent == "." {
-		return ""
-	}
-	return parent
-}
+

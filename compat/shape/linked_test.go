@@ -1,0 +1,97 @@
+package shape
+
+import (
+	"archive/tar"
+	"errors"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+const copyToShare = "FROM busybox\nCOPY a /usr/share/app/a\nCMD [\"a\"]\n"
+
+// copyLayers are BuildKit's layers of `COPY a /usr/share/app/a` on
+// baseImage: in place (the changed directory only) and with --link (every
+// directory on the way, made in an empty layer).
+func copyLayers(t *testing.T, linkedDirMode int64) (plain, linked v1.Layer) {
+	later := buildTime.Add(time.Hour)
+	at := func(e tarEntry) tarEntry { e.hdr.ModTime = later; return e }
+	plain = layerOf(t, at(dir("usr/share/", 0o755)), at(dir("usr/share/app/", 0o755)), at(file("usr/share/app/a", "a", 0o644)))
+	linked = layerOf(t, at(dir("usr/", linkedDirMode)), at(dir("usr/share/", 0o755)), at(dir("usr/share/app/", 0o755)), at(file("usr/share/app/a", "a", 0o644)))
+	return plain, linked
+}
+
+func shapeCopy(t *testing.T, l v1.Layer, linked, reproducible bool) (v1.Image, error) {
+	img := buildkitAdd(t, baseImage(t), "COPY a /usr/share/app/a # buildkit", l)
+	img = buildkitAdd(t, img, `CMD ["a"]`, nil)
+	return Kaniko(img, Options{WorkDir: t.TempDir(), Reproducible: reproducible, Dockerfile: []byte(copyToShare), LinkedCopies: linked})
+}
+
+func TestLinkedCopyShapesAsThePlainCopy(t *testing.T) {
+	plainLayer, linkedLayer := copyLayers(t, 0o755)
+	plain, err := shapeCopy(t, plainLayer, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked, err := shapeCopy(t, linkedLayer, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, plain) != digest(t, linked) {
+		t.Error("--reproducible: the linked COPY's image differs from the plain COPY's")
+	}
+
+	// Without --reproducible, a directory the COPY only passed through
+	// keeps the time it has below, as in the plain COPY's layer.
+	linked, err = shapeCopy(t, linkedLayer, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := linked.Layers()
+	for _, h := range readEntries(t, layers[len(layers)-1]) {
+		want := buildTime.Add(time.Hour)
+		if h.Name == "usr/" {
+			want = buildTime
+		}
+		if h.Name != "/" && !h.ModTime.Equal(want) {
+			t.Errorf("%s: time %v, want %v", h.Name, h.ModTime, want)
+		}
+	}
+}
+
+func TestLinkedCopyThatDiffersIsRefused(t *testing.T) {
+	// `COPY a /usr/share` onto the directory below copies into it; with
+	// --link it would replace it by the file.
+	ontoDir := layerOf(t, dir("usr/", 0o755), file("usr/share", "a", 0o644))
+	img := buildkitAdd(t, baseImage(t), "COPY a /usr/share # buildkit", ontoDir)
+	_, err := Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nCOPY a /usr/share\n"), LinkedCopies: true})
+	if !errors.Is(err, ErrLinkedCopyDiffers) {
+		t.Errorf("a file onto a directory: err = %v, want ErrLinkedCopyDiffers", err)
+	}
+	// A symlink below is written through by a plain COPY.
+	base := buildkitAdd(t, baseImage(t), "RUN ln -s /tmp /usr/run # buildkit",
+		layerOf(t, dir("usr/", 0o755), tarEntry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/run", Linkname: "/tmp", ModTime: buildTime}}))
+	img = buildkitAdd(t, base, "COPY a /usr/run/a # buildkit", layerOf(t, dir("usr/", 0o755), dir("usr/run/", 0o755), file("usr/run/a", "a", 0o644)))
+	_, err = Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nRUN ln -s /tmp /usr/run\nCOPY a /usr/run/a\n"), LinkedCopies: true})
+	if !errors.Is(err, ErrLinkedCopyDiffers) {
+		t.Errorf("through a symlink: err = %v, want ErrLinkedCopyDiffers", err)
+	}
+}
+
+// `COPY --chown=1000 . .` makes the directories on its way to the
+// destination 1000's in its empty layer; below, they are root's and stay so.
+func TestLinkedCopyKeepsTheMetadataOfDirectoriesOnTheWay(t *testing.T) {
+	plainLayer, otherMode := copyLayers(t, 0o700)
+	plain, err := shapeCopy(t, plainLayer, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked, err := shapeCopy(t, otherMode, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, plain) != digest(t, linked) {
+		t.Error("the linked COPY's image has the directory's metadata of its own layer")
+	}
+}
