@@ -206,7 +206,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		Log:      logrus.StandardLogger(),
 	}).Resolve(ctx, parsed.BaseImages())
 	if err != nil {
-		return explainMistake(&BuildError{Err: err, Code: 1}, buildSite{context: contextName(opts), dockerfile: parsed})
+		return explainMistake(&BuildError{Err: err, Code: 1}, buildSite{context: contextName(opts), dockerfile: parsed, written: content})
 	}
 	sourcePolicy, err := SourcePolicy(pins)
 	if err != nil {
@@ -266,6 +266,9 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		VolumeDirs:       volumeDirs,
 		OutputDir:        filepath.Join(work, "oci"),
 		ExtraTargets:     extraTargets,
+		// Without --cache no cache holds BuildKit's layers; shaping
+		// compresses uncompressed ones with gzip.
+		UncompressedLayers: !opts.Cache && (opts.Compression == "" || opts.Compression == "gzip"),
 		Progress: ProgressOptions{
 			Logger:  logrus.StandardLogger(),
 			Stdout:  b.Stdout,
@@ -295,7 +298,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 			if stopped := daemonStopped(ctx, daemon, err); stopped != nil {
 				return nil, nil, fmt.Errorf("error building image: %w", stopped)
 			}
-			return nil, nil, explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed})
+			return nil, nil, explainMistake(err, buildSite{context: contextName(opts), dockerfile: parsed, written: content})
 		}
 		// The image is in the work dir now: the daemon stops while it is
 		// shaped and published, unless it may have to build again.

@@ -31,6 +31,9 @@ type buildSite struct {
 	instruction string
 	context     string
 	dockerfile  *compat.Dockerfile
+	// written is the Dockerfile as the user wrote it; BuildKit's errors
+	// quote kiln's rewritten copy.
+	written []byte
 }
 
 func (s buildSite) prefix() string {
@@ -137,7 +140,7 @@ func explainMistake(err error, at buildSite) error {
 	}
 	msg := err.Error()
 	if at.instruction == "" {
-		at.instruction = failedInstruction(err)
+		at.instruction = failedInstruction(err, at.written)
 	}
 	for _, m := range mistakes {
 		if match := m.report.FindStringSubmatch(msg); match != nil {
@@ -177,20 +180,43 @@ func contextName(opts *flagmap.Options) string {
 }
 
 // failedInstruction is the Dockerfile text BuildKit's error points at.
-func failedInstruction(err error) string {
+func failedInstruction(err error, written []byte) string {
 	for _, src := range errdefs.Sources(err) {
 		if src.Info == nil || len(src.Ranges) == 0 || src.Ranges[0].Start == nil {
 			continue
 		}
-		lines := strings.Split(string(src.Info.Data), "\n")
 		first, last := int(src.Ranges[0].Start.Line), int(src.Ranges[0].Start.Line)
 		if src.Ranges[0].End != nil {
 			last = int(src.Ranges[0].End.Line)
 		}
-		if first < 1 || last > len(lines) || first > last {
-			continue
+		if text, ok := linesOf(src.Info.Data, first, last); ok {
+			if asWritten, ok := writtenLines(written, src.Info.Data, first, last); ok {
+				text = asWritten
+			}
+			return engine.OneLine(text)
 		}
-		return engine.OneLine(strings.Join(lines[first-1:last], " "))
 	}
 	return ""
+}
+
+// linesOf joins lines first to last (from 1) of dt.
+func linesOf(dt []byte, first, last int) (string, bool) {
+	lines := strings.Split(string(dt), "\n")
+	if first < 1 || last > len(lines) || first > last {
+		return "", false
+	}
+	return strings.Join(lines[first-1:last], " "), true
+}
+
+// writtenLines is lines first to last of the rewritten Dockerfile as the
+// user wrote them, where every one of them comes from a line of written.
+func writtenLines(written, rewritten []byte, first, last int) (string, bool) {
+	if written == nil {
+		return "", false
+	}
+	origins := compat.LineOrigins(written, rewritten)
+	if first < 1 || last > len(origins) || origins[first-1] == 0 || origins[last-1] == 0 {
+		return "", false
+	}
+	return linesOf(written, origins[first-1], origins[last-1])
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/flagmap"
+	"github.com/moby/buildkit/solver/errdefs"
+	"github.com/moby/buildkit/solver/pb"
 )
 
 func TestExplainMistake(t *testing.T) {
@@ -50,5 +52,21 @@ func TestExplainMistake(t *testing.T) {
 func TestContextNameHidesCredentials(t *testing.T) {
 	if got := contextName(&flagmap.Options{Context: "git://oauth2:tok-123@git.example.com/app.git#main"}); strings.Contains(got, "tok-123") || !strings.Contains(got, "git.example.com/app.git") {
 		t.Errorf("contextName = %q", got)
+	}
+}
+
+// BuildKit quotes kiln's rewritten Dockerfile; messages quote the user's.
+func TestFailedInstructionIsQuotedAsWritten(t *testing.T) {
+	written := []byte("FROM busybox\nCOPY missing.txt /\n")
+	staged := []byte("FROM busybox\nCOPY --link missing.txt /\n")
+	err := errdefs.WithSource(errors.New(`"/missing.txt": not found`), &errdefs.Source{
+		Info:   &pb.SourceInfo{Filename: "Dockerfile", Data: staged},
+		Ranges: []*pb.Range{{Start: &pb.Position{Line: 2}, End: &pb.Position{Line: 2}}},
+	})
+	if got := failedInstruction(err, written); got != "COPY missing.txt /" {
+		t.Errorf("as written: %q, want the user's line", got)
+	}
+	if got := failedInstruction(err, nil); got != "COPY --link missing.txt /" {
+		t.Errorf("without the written Dockerfile: %q, want BuildKit's line", got)
 	}
 }

@@ -53,6 +53,11 @@ type SolveRequest struct {
 
 	Compression      string // "gzip" (default) or "zstd"
 	CompressionLevel int    // <= 0: gzip level 1 (Kaniko's BestSpeed), zstd's default
+	// UncompressedLayers exports the layers BuildKit makes uncompressed:
+	// shaping re-tars and compresses each anyway. Only without a layer
+	// cache, whose blobs (and the shaped layers keyed by them) are
+	// compressed ones, and for gzip only (shaping then writes gzip).
+	UncompressedLayers bool
 	// SourcePolicy pins base images to where kiln resolved them (see
 	// BaseImageResolver); nil lets BuildKit resolve them.
 	SourcePolicy *spb.Policy
@@ -306,6 +311,9 @@ func frontendAttrs(req SolveRequest) map[string]string {
 
 func exporterAttrs(req SolveRequest) map[string]string {
 	attrs := compressionAttrs(req.Compression, req.CompressionLevel)
+	if req.UncompressedLayers {
+		attrs = map[string]string{"compression": "uncompressed"}
+	}
 	attrs["tar"] = "false"
 	attrs["oci-mediatypes"] = strconv.FormatBool(req.Provenance != "") // Kaniko writes Docker schema 2; attestations need OCI
 	return attrs

@@ -185,6 +185,30 @@ func TestSolveFromRegistryBase(t *testing.T) {
 			}
 		})
 
+		t.Run("uncompressed layers", func(t *testing.T) {
+			dir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN echo x > /x\n"})
+			var logs bytes.Buffer
+			res := solveOrFail(t, c, SolveRequest{
+				ContextDir: dir, DockerfilePath: filepath.Join(dir, "Dockerfile"), HostNetwork: true,
+				OutputDir:          filepath.Join(t.TempDir(), "layout"),
+				Progress:           ProgressOptions{Logger: testenv.Logger(&logs), Stdout: &logs, Stderr: &logs},
+				UncompressedLayers: true,
+			}, &logs)
+			layers, err := layoutImage(t, res).Layers()
+			if err != nil || len(layers) != 2 {
+				t.Fatalf("%d layers, %v; want the base's and the RUN's", len(layers), err)
+			}
+			var got []types.MediaType
+			for _, l := range layers {
+				mt, _ := l.MediaType()
+				got = append(got, mt)
+			}
+			// The base's blob is kept as the registry has it.
+			if got[0] != types.DockerLayer || got[1] != types.DockerUncompressedLayer {
+				t.Errorf("layer media types %v, want the base's gzip and the RUN's uncompressed", got)
+			}
+		})
+
 		t.Run("close during RUN", func(t *testing.T) {
 			// A second daemon, torn down mid-build, with its own state parent
 			// so the leftover checks do not see the first one.

@@ -410,6 +410,13 @@ func (s *shaper) layerFromFile(file string, idx int) (v1.Layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Exported uncompressed only to spare compressing it twice (gzip meant).
+	switch mt {
+	case types.DockerUncompressedLayer:
+		mt = types.DockerLayer
+	case types.OCIUncompressedLayer:
+		mt = types.OCILayer
+	}
 	if isGzipLayer(mt) {
 		return fastGzipLayer(file, mt, s.opts.CompressionLevel)
 	}

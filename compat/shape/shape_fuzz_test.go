@@ -87,5 +87,3 @@ func checkKanikoLayer(t *testing.T, index int, hdrs []*tar.Header, reproducible 
 		}
 	}
 }
-
-

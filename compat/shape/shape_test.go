@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 type tarEntry struct {
@@ -422,4 +423,32 @@ func TestShapingAGigabyteImageStaysSmallInMemory(t *testing.T) {
 		t.Fatalf("peak heap %d MiB while shaping a %d MiB image", peak>>20, size>>20)
 	}
 	t.Logf("peak heap %d MiB for a %d MiB image", peak>>20, size>>20)
+}
+
+// A layer BuildKit exported uncompressed (no layer cache to keep it for)
+// is published gzip-compressed, as Kaniko's layers are.
+func TestUncompressedBuildkitLayerIsPublishedAsGzip(t *testing.T) {
+	data := tarOf(t, file("f", "x", 0o644))
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		tarball.WithMediaType(types.DockerUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := buildkitAdd(t, baseImage(t), "COPY f /f # buildkit", l)
+	got, err := Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nCOPY f /f\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := got.Layers()
+	shaped := layers[len(layers)-1]
+	mt, _ := shaped.MediaType()
+	rc, err := shaped.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	magic := make([]byte, 2)
+	if _, err := io.ReadFull(rc, magic); err != nil || mt != types.DockerLayer || magic[0] != 0x1f || magic[1] != 0x8b {
+		t.Errorf("media type %s, first bytes %x (%v); want a gzip stream as %s", mt, magic, err, types.DockerLayer)
+	}
 }
