@@ -128,10 +128,11 @@ func field(h hash.Hash, name, value string) {
 //     the layers below, which the lower tree and lower files come from;
 //   - which of them are the sources, and the last one's media type (the
 //     output's);
-//   - the instruction with all its fields, and the stage's VOLUMEs.
+//   - the instruction with all its fields, and the stage's VOLUMEs;
+//   - whether it is a COPY BuildKit built with --link (asPlainCopy).
 //
 // The build context is checked instead: MemoEntry.Context.
-func (m *memoState) instructionKey(layers []v1.Layer, idxs []int, cmd instructions.Command, volumes []string) (string, error) {
+func (m *memoState) instructionKey(layers []v1.Layer, idxs []int, cmd instructions.Command, volumes []string, linked bool) (string, error) {
 	last := idxs[len(idxs)-1]
 	h := sha256.New()
 	field(h, "chain", m.chain)
@@ -157,6 +158,9 @@ func (m *memoState) instructionKey(layers []v1.Layer, idxs []int, cmd instructio
 	field(h, "command", command)
 	for _, v := range volumes {
 		field(h, "volume", v)
+	}
+	if linked {
+		field(h, "linked", "true")
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

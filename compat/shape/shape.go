@@ -349,7 +349,8 @@ func (s *shaper) instructionLayer(idxs []int, cmd instructions.Command, createdB
 	if s.memo == nil {
 		return s.shapeInstruction(idxs, cmd)
 	}
-	key, err := s.memo.instructionKey(s.layers, idxs, cmd, s.writer.volumes)
+	cp, _ := cmd.(*instructions.CopyCommand)
+	key, err := s.memo.instructionKey(s.layers, idxs, cmd, s.writer.volumes, s.writer.linked[cp])
 	if err != nil {
 		// Later layers depend on this one's fixes, which no key would cover.
 		s.memo = nil
