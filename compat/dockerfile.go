@@ -704,6 +704,8 @@ func WithStageNames(dt []byte, stages []Stage) (rewritten []byte, changed bool, 
 					break
 				}
 			}
+		} else {
+			err = fmt.Errorf("a FROM instruction could not be given the name kiln needs for it (%w)", err)
 		}
 	}
 	if err != nil {
@@ -810,7 +812,8 @@ func WithKanikoArgNames(dt []byte, stages []Stage) (rewritten []byte, changed bo
 		ed.lines[node.StartLine-1] = "ARG " + strings.Join(kept, " ") + "\n"
 		ed.changed = true
 	}
-	if !ed.changed {
+	// A name Kaniko reads as written comes back unchanged.
+	if !ed.changed || ed.String() == string(dt) {
 		return dt, false, nil
 	}
 	return []byte(ed.String()), true, nil
