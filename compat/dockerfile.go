@@ -164,15 +164,29 @@ func (d *Dockerfile) TargetStage(target string) (Stage, error) {
 	if len(d.Stages) == 0 {
 		return Stage{}, fmt.Errorf("%s: no FROM instruction: a Dockerfile must start a stage with FROM", d.Path)
 	}
-	if target == "" {
-		return d.Stages[len(d.Stages)-1], nil
+	names := make([]string, len(d.Stages))
+	for i, s := range d.Stages {
+		names[i] = s.Name
 	}
-	for _, s := range d.Stages {
-		if strings.EqualFold(s.Name, target) {
-			return s, nil
-		}
+	if i := targetIndex(names, target); i >= 0 {
+		return d.Stages[i], nil
 	}
 	return Stage{}, fmt.Errorf("--target %s: no stage named %q in %s; use one of the names given with FROM … AS <name>", target, target, d.Path)
+}
+
+// targetIndex is the index of the stage --target names (its name in any
+// case, as Kaniko matches it), the last stage without one; -1 when no
+// stage has that name.
+func targetIndex(names []string, target string) int {
+	if target == "" {
+		return len(names) - 1
+	}
+	for i, name := range names {
+		if strings.EqualFold(name, target) {
+			return i
+		}
+	}
+	return -1
 }
 
 // ReadDockerfile reads a local Dockerfile or downloads a --dockerfile URL.

@@ -58,19 +58,15 @@ func WithLinkedCopies(dt []byte, target string) (rewritten []byte, changed bool,
 	if err != nil || len(stages) == 0 {
 		return dt, false, err
 	}
-	stage := stages[len(stages)-1]
-	if target != "" {
-		found := false
-		for _, s := range stages {
-			if strings.EqualFold(s.Name, target) {
-				stage, found = s, true
-				break
-			}
-		}
-		if !found {
-			return dt, false, nil
-		}
+	names := make([]string, len(stages))
+	for i, s := range stages {
+		names[i] = s.Name
 	}
+	i := targetIndex(names, target)
+	if i < 0 {
+		return dt, false, nil
+	}
+	stage := stages[i]
 	lines := strings.SplitAfter(string(dt), "\n")
 	for _, c := range LinkableCopies(stage.Commands) {
 		loc := c.Location()
