@@ -53,6 +53,9 @@ type layerWriter struct {
 	// instructions follow them).
 	linked     map[*instructions.CopyCommand]bool
 	workingDir string
+	// moved are the paths linked COPYs wrote a file at that shaping moved
+	// into the directory there (intoDirectory), in order.
+	moved []string
 	// indexSource, when set, records the headers of each layer read (see
 	// shaper.indexSource).
 	indexSource func(src v1.Layer) (record func(*tar.Header), done func(complete bool))

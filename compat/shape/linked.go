@@ -20,7 +20,8 @@ var ErrLinkedCopyDiffers = errors.New("COPY --link gives another result than COP
 // asPlainCopy makes c, the layer of a COPY built with --link, the layer the
 // same COPY gives on the filesystem below, or returns ErrLinkedCopyDiffers
 // where a path is a directory on one side only (a plain COPY writes
-// through a symlink or into a directory). A directory the COPY makes on its
+// through a symlink). A single file copied onto a directory below lands
+// inside it, as in a plain COPY (intoDirectory). A directory the COPY makes on its
 // way to the destination (mkdir -p) that exists below keeps its metadata
 // in a plain COPY, and its time unless something was created in it; one
 // with nothing created in it is not in a plain COPY's layer at all. The
@@ -33,6 +34,12 @@ func (w *layerWriter) asPlainCopy(c *layerContent, cmd *instructions.CopyCommand
 		dest = path.Join("/", w.workingDir, dest)
 	}
 	dest = cleanPath(dest)
+	if err := w.notOverMoved(c); err != nil {
+		return err
+	}
+	if err := w.intoDirectory(c, cmd, dest, lower); err != nil {
+		return err
+	}
 	// The destination itself takes a copied directory's metadata.
 	destIsCopied, err := w.copiesDirectory(cmd)
 	if err != nil {
@@ -73,6 +80,45 @@ func (w *layerWriter) asPlainCopy(c *layerContent, cmd *instructions.CopyCommand
 	for e := range maps.Values(c.entries) {
 		if e.hdr.ModTime.After(c.newestMod) {
 			c.newestMod = e.hdr.ModTime
+		}
+	}
+	return nil
+}
+
+// intoDirectory moves the file a linked `COPY file /dir` wrote as /dir
+// into the directory /dir is below, under the source's name, as Kaniko's
+// and BuildKit's plain COPY place it; /dir then keeps its metadata below.
+// Only one source named without wildcards gives that name.
+func (w *layerWriter) intoDirectory(c *layerContent, cmd *instructions.CopyCommand, dest string, lower tree) error {
+	e, ok := c.entries[dest]
+	dir := lower[dest]
+	if !ok || e.hdr.Typeflag == tar.TypeDir || dir == nil || dir.Typeflag != tar.TypeDir {
+		return nil
+	}
+	if len(cmd.SourcePaths) != 1 || strings.ContainsAny(cmd.SourcePaths[0], "*?[$\\") || e.hdr.Typeflag != tar.TypeReg {
+		return fmt.Errorf("%w: /%s is a directory below", ErrLinkedCopyDiffers, dest)
+	}
+	inside := path.Join(dest, path.Base(cleanPath(cmd.SourcePaths[0])))
+	if h := lower[inside]; h != nil && h.Typeflag != tar.TypeReg {
+		return fmt.Errorf("%w: /%s is a %s below", ErrLinkedCopyDiffers, inside, typeName(h))
+	}
+	c.entries[inside] = e
+	kept := *dir
+	kept.ModTime = time.Now() // when the file was created in it
+	c.entries[dest] = &entry{hdr: kept}
+	w.moved = append(w.moved, dest)
+	return nil
+}
+
+// notOverMoved refuses a linked layer writing at or below a path an earlier
+// one moved a file away from: the lower tree, read from BuildKit's layers,
+// has a file there where the image has a directory.
+func (w *layerWriter) notOverMoved(c *layerContent) error {
+	for p := range c.entries {
+		for _, m := range w.moved {
+			if p == m || strings.HasPrefix(p, m+"/") {
+				return fmt.Errorf("%w: /%s is a directory below", ErrLinkedCopyDiffers, m)
+			}
 		}
 	}
 	return nil

@@ -61,21 +61,50 @@ func TestLinkedCopyShapesAsThePlainCopy(t *testing.T) {
 }
 
 func TestLinkedCopyThatDiffersIsRefused(t *testing.T) {
-	// `COPY a /usr/share` onto the directory below copies into it; with
-	// --link it would replace it by the file.
-	ontoDir := layerOf(t, dir("usr/", 0o755), file("usr/share", "a", 0o644))
-	img := buildkitAdd(t, baseImage(t), "COPY a /usr/share # buildkit", ontoDir)
-	_, err := Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nCOPY a /usr/share\n"), LinkedCopies: true})
-	if !errors.Is(err, ErrLinkedCopyDiffers) {
-		t.Errorf("a file onto a directory: err = %v, want ErrLinkedCopyDiffers", err)
-	}
 	// A symlink below is written through by a plain COPY.
 	base := buildkitAdd(t, baseImage(t), "RUN ln -s /tmp /usr/run # buildkit",
 		layerOf(t, dir("usr/", 0o755), tarEntry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/run", Linkname: "/tmp", ModTime: buildTime}}))
-	img = buildkitAdd(t, base, "COPY a /usr/run/a # buildkit", layerOf(t, dir("usr/", 0o755), dir("usr/run/", 0o755), file("usr/run/a", "a", 0o644)))
-	_, err = Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nRUN ln -s /tmp /usr/run\nCOPY a /usr/run/a\n"), LinkedCopies: true})
+	img := buildkitAdd(t, base, "COPY a /usr/run/a # buildkit", layerOf(t, dir("usr/", 0o755), dir("usr/run/", 0o755), file("usr/run/a", "a", 0o644)))
+	_, err := Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nRUN ln -s /tmp /usr/run\nCOPY a /usr/run/a\n"), LinkedCopies: true})
 	if !errors.Is(err, ErrLinkedCopyDiffers) {
 		t.Errorf("through a symlink: err = %v, want ErrLinkedCopyDiffers", err)
+	}
+	// A wildcard onto a directory: the file's name inside is not known.
+	img = buildkitAdd(t, baseImage(t), "COPY a* /usr/share # buildkit", layerOf(t, file("usr/share", "a", 0o644)))
+	_, err = Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte("FROM busybox\nCOPY a* /usr/share\n"), LinkedCopies: true})
+	if !errors.Is(err, ErrLinkedCopyDiffers) {
+		t.Errorf("a wildcard onto a directory: err = %v, want ErrLinkedCopyDiffers", err)
+	}
+}
+
+// `COPY a /usr/share` onto the directory below copies into it; with --link
+// BuildKit writes the file as /usr/share.
+func TestLinkedCopyOfAFileOntoADirectoryPlacesItInside(t *testing.T) {
+	later := buildTime.Add(time.Hour)
+	at := func(e tarEntry) tarEntry { e.hdr.ModTime = later; return e }
+	const dockerfile = "FROM busybox\nCOPY a /usr/share\n"
+	shaped := func(l v1.Layer, linked bool) v1.Image {
+		t.Helper()
+		img, err := Kaniko(buildkitAdd(t, baseImage(t), "COPY a /usr/share # buildkit", l),
+			Options{WorkDir: t.TempDir(), Reproducible: true, Dockerfile: []byte(dockerfile), LinkedCopies: linked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	plain := shaped(layerOf(t, at(dir("usr/share/", 0o755)), at(file("usr/share/a", "a", 0o644))), false)
+	linked := shaped(layerOf(t, at(file("usr/share", "a", 0o644))), true)
+	if digest(t, plain) != digest(t, linked) {
+		t.Error("the linked COPY's image differs from the plain COPY's")
+	}
+
+	// A later linked COPY onto the moved path would read BuildKit's file
+	// there as the state below: a file to replace.
+	img := buildkitAdd(t, baseImage(t), "COPY a /usr/share # buildkit", layerOf(t, at(file("usr/share", "a", 0o644))))
+	img = buildkitAdd(t, img, "COPY b /usr/share # buildkit", layerOf(t, file("usr/share", "b", 0o644)))
+	_, err := Kaniko(img, Options{WorkDir: t.TempDir(), Dockerfile: []byte(dockerfile + "COPY b /usr/share\n"), LinkedCopies: true})
+	if !errors.Is(err, ErrLinkedCopyDiffers) {
+		t.Errorf("a linked COPY onto the moved path: err = %v, want ErrLinkedCopyDiffers", err)
 	}
 }
 

@@ -48,6 +48,8 @@ type MemoEntry struct {
 	// Fixes are the metadata corrections in force after this layer, which
 	// the layers above it apply.
 	Fixes []MemoFix `json:"fixes,omitempty"`
+	// Moved are the layerWriter's moved paths after this layer.
+	Moved []string `json:"moved,omitempty"`
 }
 
 // MemoLayer is a shaped layer's descriptor.

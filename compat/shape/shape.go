@@ -359,6 +359,7 @@ func (s *shaper) instructionLayer(idxs []int, cmd instructions.Command, createdB
 	memo := s.memo.memo
 	if e, l, ok := memo.Recall(key); ok && (e.Layer == nil) == (l == nil) && contextUnchanged(s.opts.ContextSource, e.Context) {
 		s.writer.fixes = fixesFromMemo(e.Fixes)
+		s.writer.moved = slices.Clone(e.Moved)
 		memo.Remember(e, l)
 		return l, s.memo.advance(e)
 	}
@@ -371,7 +372,7 @@ func (s *shaper) instructionLayer(idxs []int, cmd instructions.Command, createdB
 	if err != nil {
 		return nil, err
 	}
-	e := &MemoEntry{Key: key, CreatedBy: createdBy, Context: rec.answers, Fixes: s.writer.fixes.memo()}
+	e := &MemoEntry{Key: key, CreatedBy: createdBy, Context: rec.answers, Fixes: s.writer.fixes.memo(), Moved: slices.Clone(s.writer.moved)}
 	if l != nil {
 		desc, err := MemoLayerOf(l)
 		if err != nil {
