@@ -17,7 +17,7 @@ GCR_HELPER := github.com/GoogleCloudPlatform/docker-credential-gcr/v2@v2.2.1
 ACR_ENV_HELPER := github.com/chrismellard/docker-credential-acr-env@v0.0.0-20230304212654-82a0ddb27589
 HELPERS := $(BIN)/docker-credential-ecr-login $(BIN)/docker-credential-gcr $(BIN)/docker-credential-acr-env
 
-build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/kiln-sbom $(BIN)/buildkitd $(BIN)/rootlesskit $(HELPERS)
+build: workspace $(BIN)/executor $(BIN)/warmer $(BIN)/kiln-runc $(BIN)/kiln-sbom $(BIN)/kiln-helper $(BIN)/buildkitd $(BIN)/rootlesskit $(HELPERS)
 
 $(BIN)/executor: FORCE
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/executor
@@ -29,6 +29,11 @@ $(BIN)/warmer: FORCE
 # apart, so that every other build neither loads nor initialises it.
 $(BIN)/kiln-sbom: FORCE
 	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kiln-sbom
+
+# The program the executor's helper processes (remover, reaper) run as:
+# small, so they start at once (executor/helper).
+$(BIN)/kiln-helper: FORCE
+	$(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kiln-helper
 
 # The OCI runtime wrapper buildkitd runs each RUN through (executor/ociruntime).
 $(BIN)/kiln-runc: FORCE

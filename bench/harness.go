@@ -208,7 +208,7 @@ func privateBinaries(srcDir, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	for _, b := range []string{"executor", "kiln-runc", "buildkitd", "rootlesskit"} {
+	for _, b := range []string{"executor", "kiln-helper", "kiln-runc", "buildkitd", "rootlesskit"} {
 		src := filepath.Join(srcDir, b)
 		if out, err := exec.Command("cp", "--preserve=mode", src, filepath.Join(dir, b)).CombinedOutput(); err != nil {
 			return "", fmt.Errorf("copying %s (run make build first): %v: %s", src, err, bytes.TrimSpace(out))

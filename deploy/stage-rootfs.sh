@@ -19,7 +19,7 @@ epoch=${SOURCE_DATE_EPOCH:-0}
 die() { echo "stage-rootfs: $*" >&2; exit 1; }
 
 helpers=(docker-credential-ecr-login docker-credential-gcr docker-credential-acr-env)
-for b in executor kiln-runc kiln-sbom buildkitd rootlesskit "${helpers[@]}"; do
+for b in executor kiln-runc kiln-sbom kiln-helper buildkitd rootlesskit "${helpers[@]}"; do
 	[[ -x $bindir/$b ]] || die "$bindir/$b is missing: run make build"
 	# The image has no libc for them: they must be static (CGO_ENABLED=0, as make build does).
 	ldd "$bindir/$b" >/dev/null 2>&1 && die "$bindir/$b is dynamically linked: rebuild it with make build (CGO_ENABLED=0)"
@@ -49,7 +49,7 @@ install_file() {
 # CA bundles into are world-writable so a non-root build user can too.
 install -d -m 0777 "$root/kaniko" "$root/kaniko/.docker" "$root/kaniko/ssl" "$root/kaniko/ssl/certs"
 install -d -m 0777 "$root/kaniko/buildkit"
-for b in executor kiln-runc kiln-sbom buildkitd rootlesskit "${helpers[@]}"; do
+for b in executor kiln-runc kiln-sbom kiln-helper buildkitd rootlesskit "${helpers[@]}"; do
 	install_file "$bindir/$b" "$root/kaniko/$b" 0755
 done
 # docker-credential-gcr reads Application Default Credentials (workload

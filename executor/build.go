@@ -21,6 +21,7 @@ import (
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/kilnbuild/kiln/executor/local"
 	"github.com/kilnbuild/kiln/executor/publish"
 	"github.com/kilnbuild/kiln/flagmap"
@@ -124,7 +125,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 		return err
 	}
 	defer func() {
-		if err := engine.RemoveAfterExit([]string{work}, []*os.File{workLock}, false, ""); err != nil {
+		if err := helper.RemoveAfterExit([]string{work}, []*os.File{workLock}, false, ""); err != nil {
 			logrus.Debugf("removing the work dir: %v", err)
 		}
 		workLock.Close()

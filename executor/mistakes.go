@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/kilnbuild/kiln/compat"
-	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/kilnbuild/kiln/flagmap"
 	"github.com/moby/buildkit/solver/errdefs"
 )
@@ -193,7 +193,7 @@ func failedInstruction(err error, written []byte) string {
 			if asWritten, ok := writtenLines(written, src.Info.Data, first, last); ok {
 				text = asWritten
 			}
-			return engine.OneLine(text)
+			return helper.OneLine(text)
 		}
 	}
 	return ""

@@ -13,6 +13,7 @@ import (
 	containerdlog "github.com/containerd/log"
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/moby/buildkit/client"
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 	"github.com/moby/buildkit/util/bklog"
@@ -315,7 +316,7 @@ type BuildError struct {
 	Code int
 }
 
-func (e *BuildError) Error() string { return "error building image: " + engine.OneLine(e.Err.Error()) }
+func (e *BuildError) Error() string { return "error building image: " + helper.OneLine(e.Err.Error()) }
 
 func (e *BuildError) Unwrap() error { return e.Err }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/kilnbuild/kiln/compat"
-	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 )
 
 // BaseImageResolver finds base images the way Kaniko does, which BuildKit's
@@ -79,7 +79,7 @@ func (r *BaseImageResolver) resolve(ctx context.Context, image string) (string, 
 		if err == nil {
 			return pinned, nil
 		}
-		r.Log.Warnf("Failed to retrieve image %s from remapped registry %s: %s. Will try with the next registry, or fallback to the original registry.", mapped, host, engine.OneLine(err.Error()))
+		r.Log.Warnf("Failed to retrieve image %s from remapped registry %s: %s. Will try with the next registry, or fallback to the original registry.", mapped, host, helper.OneLine(err.Error()))
 	}
 	if len(mappings) > 0 && r.Registry.SkipDefaultRegistryFallback {
 		return "", fmt.Errorf("image not found on any configured mapped registries for %s", ref)
@@ -99,7 +99,7 @@ func (r *BaseImageResolver) resolve(ctx context.Context, image string) (string, 
 	}
 	pinned, err := r.fetchWithRetries(ctx, ref)
 	if err != nil {
-		return "", fmt.Errorf("retrieving base image %s: %s%s", image, engine.OneLine(err.Error()), plainHTTPHint(err, original))
+		return "", fmt.Errorf("retrieving base image %s: %s%s", image, helper.OneLine(err.Error()), plainHTTPHint(err, original))
 	}
 	return pinned, nil
 }
@@ -119,7 +119,7 @@ func (r *BaseImageResolver) fetchWithRetries(ctx context.Context, ref name.Refer
 	retries := r.Registry.ImageDownloadRetry
 	for i := 0; err != nil && i < retries && ctx.Err() == nil; i++ {
 		delay := time.Duration(1<<i) * time.Second
-		r.Log.Warnf("Retrying operation after %s due to %s", delay, engine.OneLine(err.Error()))
+		r.Log.Warnf("Retrying operation after %s due to %s", delay, helper.OneLine(err.Error()))
 		if sleepErr := r.sleep(ctx, delay); sleepErr != nil {
 			return "", sleepErr
 		}

@@ -13,7 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 )
 
 // spdxPredicateType is the predicate type of SPDX documents in in-toto
@@ -28,7 +28,7 @@ const sbomProgram = "kiln-sbom"
 // kiln-sbom from a copy of img in workDir. created is the document's
 // creation time; with it the document depends only on the image.
 func spdxSBOM(ctx context.Context, img v1.Image, name, workDir string, created time.Time) ([]byte, error) {
-	program, err := engine.FindBinary("", sbomProgram)
+	program, err := helper.FindBinary("", sbomProgram)
 	if err != nil {
 		return nil, fmt.Errorf("SBOM (--attestation/--attest): %w", err)
 	}
@@ -53,7 +53,7 @@ func spdxSBOM(ctx context.Context, img v1.Image, name, workDir string, created t
 		"-created", created.UTC().Format(time.RFC3339), "-work-dir", dir)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("SBOM: %s failed: %v: %s", sbomProgram, err, engine.OneLine(strings.TrimPrefix(stderr.String(), sbomProgram+": ")))
+		return nil, fmt.Errorf("SBOM: %s failed: %v: %s", sbomProgram, err, helper.OneLine(strings.TrimPrefix(stderr.String(), sbomProgram+": ")))
 	}
 	return stdout.Bytes(), nil
 }

@@ -28,7 +28,7 @@ import (
 
 	"github.com/kilnbuild/kiln/compat"
 	"github.com/kilnbuild/kiln/compat/shape"
-	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/kilnbuild/kiln/flagmap"
 )
 
@@ -322,7 +322,7 @@ func (c *ShapeCache) Save(ctx context.Context, pushed []name.Repository) {
 		}
 		switch {
 		case err != nil:
-			c.log.Warnf("Error saving shaped layers to %s: %v", st, engine.OneLine(err.Error()))
+			c.log.Warnf("Error saving shaped layers to %s: %v", st, helper.OneLine(err.Error()))
 		case !unchanged:
 			c.log.Debugf("Saved the shaped layers to %s", st)
 		}

@@ -190,6 +190,12 @@ func (r Run) layout(root string) error {
 	if err := copyPath(r.Executor, filepath.Join(root, "kaniko", "executor")); err != nil {
 		return fmt.Errorf("copying executor: %w", err)
 	}
+	// kiln's image has its helper program next to the executor.
+	if helper := filepath.Join(filepath.Dir(r.Executor), "kiln-helper"); isFile(helper) {
+		if err := copyPath(helper, filepath.Join(root, "kaniko", "kiln-helper")); err != nil {
+			return fmt.Errorf("copying kiln-helper: %w", err)
+		}
+	}
 	cfg := r.DockerConfig
 	if cfg == nil {
 		cfg = []byte("{}")
@@ -255,4 +261,9 @@ func removeRoot(scratch, root string) {
 		return
 	}
 	os.RemoveAll(scratch)
+}
+
+func isFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }

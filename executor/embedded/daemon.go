@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 )
 
 // Daemon is the engine as the build uses it (engine.Daemon), its state in a
@@ -53,7 +54,7 @@ func (d *Daemon) Close() error {
 	err := d.Engine.Close()
 	var rmErr error
 	if d.later {
-		rmErr = engine.RemoveAfterExit([]string{d.dir}, []*os.File{d.lock}, false, "")
+		rmErr = helper.RemoveAfterExit([]string{d.dir}, []*os.File{d.lock}, false, "")
 	} else {
 		rmErr = os.RemoveAll(d.dir)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/moby/buildkit/client"
 )
 
@@ -43,13 +44,13 @@ func ConnectWhenReady(ctx context.Context, address string, exited, notified <-ch
 		if tlsRejected(err) {
 			// A daemon that is still starting refuses connections; one that
 			// rejects our certificate (or we its) will keep doing so.
-			return nil, fmt.Errorf("TLS handshake failed: %s (check the CA, client certificate and key given for BuildKit)", OneLine(err.Error()))
+			return nil, fmt.Errorf("TLS handshake failed: %s (check the CA, client certificate and key given for BuildKit)", helper.OneLine(err.Error()))
 		}
 		timer := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil, fmt.Errorf("not ready: %w (last error: %s)", context.Cause(ctx), OneLine(lastErr.Error()))
+			return nil, fmt.Errorf("not ready: %w (last error: %s)", context.Cause(ctx), helper.OneLine(lastErr.Error()))
 		case <-exited:
 			timer.Stop()
 			return nil, ErrDaemonExited
@@ -73,15 +74,4 @@ func tlsRejected(err error) bool {
 		}
 	}
 	return false
-}
-
-// OneLine joins a multi-line message so errors stay one line.
-func OneLine(s string) string {
-	var parts []string
-	for line := range strings.SplitSeq(s, "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			parts = append(parts, line)
-		}
-	}
-	return strings.Join(parts, " ")
 }

@@ -77,7 +77,7 @@ type Config struct {
 	// reaper).
 	CrashDirs []string
 	// RemoveAfterExit leaves the removal of the private state to a process
-	// the executor does not wait for (see engine.RemoveAfterExit).
+	// the executor does not wait for (see helper.RemoveAfterExit).
 	RemoveAfterExit bool
 	// RegistryConfigTOML is buildkitd.toml text made only of tables such as
 	// [registry."host"] (http, insecure, ca, keypair, mirrors).

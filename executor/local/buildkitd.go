@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/platforms"
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/kilnbuild/kiln/executor/ociruntime"
 )
 
@@ -42,7 +43,7 @@ func buildkitdArgs(cfg engine.Config, dir, socket, configFile string) []string {
 // findOCIRuntime returns kiln-runc, which RUN steps run through, and the
 // variable telling it where the real runc is.
 func findOCIRuntime(binDir string) (wrapper, runtimeEnv string, err error) {
-	if wrapper, err = engine.FindBinary(binDir, ociruntime.BinaryName); err != nil {
+	if wrapper, err = helper.FindBinary(binDir, ociruntime.BinaryName); err != nil {
 		return "", "", err
 	}
 	runc, err := exec.LookPath("runc")

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/moby/buildkit/client"
 	"golang.org/x/sys/unix"
 )
@@ -56,13 +57,13 @@ type Daemon struct {
 func Start(ctx context.Context, cfg engine.Config) (_ *Daemon, err error) {
 	cfg = cfg.WithDefaults()
 	rootless := cfg.Rootless || os.Geteuid() != 0
-	buildkitd, err := engine.FindBinary(cfg.BinDir, "buildkitd")
+	buildkitd, err := helper.FindBinary(cfg.BinDir, "buildkitd")
 	if err != nil {
 		return nil, err
 	}
 	var rootlesskit string
 	if rootless {
-		if rootlesskit, err = engine.FindBinary(cfg.BinDir, "rootlesskit"); err != nil {
+		if rootlesskit, err = helper.FindBinary(cfg.BinDir, "rootlesskit"); err != nil {
 			return nil, err
 		}
 	}
@@ -229,11 +230,11 @@ func (d *Daemon) NoGracefulStop() {
 // RemoveStateDir removes a private dir a killed build left (the sweep of
 // engine.SweepStaleDirs), as this user's daemons leave them.
 func RemoveStateDir(dir string) error {
-	return engine.RemovePrivateDir(dir, os.Geteuid() != 0, "")
+	return helper.RemovePrivateDir(dir, os.Geteuid() != 0, "")
 }
 
 // removeState removes the state and socket dirs, later (by a process the
-// executor does not wait for, see engine.RemoveAfterExit) when asked to.
+// executor does not wait for, see helper.RemoveAfterExit) when asked to.
 func (d *Daemon) removeState(later bool) error {
 	var dirs []string
 	for _, dir := range []string{d.dir, d.sockDir} {
@@ -242,11 +243,11 @@ func (d *Daemon) removeState(later bool) error {
 		}
 	}
 	if later && d.lock != nil {
-		return engine.RemoveAfterExit(dirs, []*os.File{d.lock}, d.rootless, d.cfg.BinDir)
+		return helper.RemoveAfterExit(dirs, []*os.File{d.lock}, d.rootless, d.cfg.BinDir)
 	}
 	var errs []error
 	for _, dir := range dirs {
-		errs = append(errs, engine.RemovePrivateDir(dir, d.rootless && dir == d.dir, d.cfg.BinDir))
+		errs = append(errs, helper.RemovePrivateDir(dir, d.rootless && dir == d.dir, d.cfg.BinDir))
 	}
 	return errors.Join(errs...)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/kilnbuild/kiln/internal/testenv"
 	"github.com/sirupsen/logrus"
 )
@@ -272,7 +273,7 @@ func removeRootAsOwner(t *testing.T, env testenv.ModeEnv, root string) {
 		}
 		return
 	}
-	if err := engine.RemoveInUserNamespace(root, env.BinDir); err != nil {
+	if err := helper.RemoveInUserNamespace(root, env.BinDir); err != nil {
 		t.Fatalf("removing %s: %v", root, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/sirupsen/logrus"
 )
 
@@ -67,7 +68,7 @@ func (l *daemonLog) tail() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lines := append(append([]string(nil), l.last...), l.lines.Partial())
-	return engine.OneLine(strings.Join(lines, "\n"))
+	return helper.OneLine(strings.Join(lines, "\n"))
 }
 
 func (l *daemonLog) Close() error {

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/kilnbuild/kiln/executor/helper"
 )
 
 // start runs argv under the reaper (reaper.go) in its own process group with
@@ -132,6 +134,6 @@ func groupAlive(pgid int) bool {
 
 // parseProcStat returns the state and process group from /proc/<pid>/stat.
 func parseProcStat(stat []byte) (state byte, pgrp int, ok bool) {
-	state, _, pgrp, ok = procStat(stat)
+	state, _, pgrp, ok = helper.ProcStat(stat)
 	return state, pgrp, ok
 }

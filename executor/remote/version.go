@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kilnbuild/kiln/executor/engine"
+	"github.com/kilnbuild/kiln/executor/helper"
 	"github.com/moby/buildkit/client"
 	"github.com/sirupsen/logrus"
 )
@@ -26,7 +26,7 @@ const OldestBuildKit = "v0.26.0"
 func checkVersion(ctx context.Context, c *client.Client, host string, log logrus.FieldLogger) error {
 	info, err := c.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("BuildKit at %s does not report its version (%s): kiln needs BuildKit %s or newer", host, engine.OneLine(err.Error()), OldestBuildKit)
+		return fmt.Errorf("BuildKit at %s does not report its version (%s): kiln needs BuildKit %s or newer", host, helper.OneLine(err.Error()), OldestBuildKit)
 	}
 	version := info.BuildkitVersion.Version
 	if _, ok := parseRelease(version); !ok {

@@ -181,7 +181,7 @@ func MountsMentioning(t *testing.T, s string) []string {
 }
 
 // RemoverName is the name of the process a build leaves its private dirs
-// to (executor/engine.RemoveAfterExit).
+// to (executor/helper.RemoveAfterExit).
 const RemoverName = "kiln-remover"
 
 // AwaitRemovers waits up to limit until no remover names s on its command

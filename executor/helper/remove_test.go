@@ -1,4 +1,4 @@
-package engine
+package helper
 
 import (
 	"errors"
@@ -71,7 +71,8 @@ func TestRemoveAllParallelRemovesDeepAndWideTrees(t *testing.T) {
 }
 
 func TestRemoveAfterExitLeavesTheWorkToAnotherProcess(t *testing.T) {
-	dir, lock, err := NewWorkDir(t.TempDir())
+	dir := t.TempDir()
+	lock, err := os.Create(filepath.Join(dir, ".kiln-lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
