@@ -245,6 +245,7 @@ func (b *Builder) build(ctx context.Context, inv *flagmap.Invocation, secrets *s
 
 	req := SolveRequest{
 		ContextDir:     b.buildContext.Dir,
+		ContextName:    contextName(opts),
 		DockerfilePath: dockerfile,
 		Target:         opts.Target,
 		BuildArgs:      keyValues(opts.BuildArgs),

@@ -21,14 +21,15 @@ import (
 // `COPY key.pem /` would build an image with an empty key; Kaniko fails
 // naming the file, and so does kiln.
 type unreadableFiles struct {
-	stop context.CancelCauseFunc // ends the solve at the first one
+	stop    context.CancelCauseFunc // ends the solve at the first one
+	context string                  // as the user named it
 
 	mu    sync.Mutex
 	first error
 }
 
-func newUnreadableFiles(stop context.CancelCauseFunc) *unreadableFiles {
-	return &unreadableFiles{stop: stop}
+func newUnreadableFiles(stop context.CancelCauseFunc, contextName string) *unreadableFiles {
+	return &unreadableFiles{stop: stop, context: contextName}
 }
 
 // watch returns fs reporting its open failures to u; a nil u watches nothing.
@@ -54,7 +55,8 @@ func (u *unreadableFiles) failed(path string, err error) {
 	if errors.As(err, &pathErr) {
 		err = pathErr.Err
 	}
-	u.fail(fmt.Errorf("cannot read %s in the build context (%v): make it readable by the executor's user or exclude it in .dockerignore", path, err))
+	// Worded as a context directory's (mistakes.go), whichever one meets it.
+	u.fail(fmt.Errorf("cannot read %s in the build context %s (%v): make it readable by the executor's user or exclude it in .dockerignore", path, u.context, err))
 }
 
 // fail keeps the first problem and ends the solve with it.

@@ -29,7 +29,10 @@ import (
 
 // SolveRequest is one Dockerfile build exported as an OCI layout.
 type SolveRequest struct {
-	ContextDir     string // local build context directory
+	ContextDir string // local build context directory
+	// ContextName is the context as the user gave it, for messages;
+	// ContextDir when empty.
+	ContextName    string
 	DockerfilePath string // path of the Dockerfile file itself
 	Target         string
 	BuildArgs      map[string]string
@@ -103,7 +106,11 @@ type SolveResult struct {
 func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResult, error) {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	req.unreadable = newUnreadableFiles(stop)
+	contextName := req.ContextName
+	if contextName == "" {
+		contextName = req.ContextDir
+	}
+	req.unreadable = newUnreadableFiles(stop, contextName)
 	req.Progress.notStarted = newNotStartedSteps()
 	opt, err := solveOpt(req)
 	if err != nil {
