@@ -17,26 +17,19 @@ import (
 // ProgramName is the helper program, installed next to the executor.
 const ProgramName = "kiln-helper"
 
-// helpers are the processes kiln-helper runs, by argv[0].
-var helpers = map[string]func(args []string) int{}
-
-// runAs registers main as the helper called name and, when this process
-// was started under that name, runs it and exits: the executor binary
-// still serves as helper where kiln-helper is not installed.
+// runAs runs main and exits, at package initialisation, when this process
+// was started under name (argv[0]): in kiln-helper, and in the executor
+// binary, which still serves where kiln-helper is not installed.
 func runAs(name string, main func(args []string) int) {
-	helpers[name] = main
 	if filepath.Base(os.Args[0]) == name {
 		os.Exit(main(os.Args[1:]))
 	}
 }
 
-// Main is kiln-helper's: it runs the helper argv[0] names.
+// Main is kiln-helper's, reached only when argv[0] names no helper (runAs
+// ran the one it names).
 func Main() {
-	name := filepath.Base(os.Args[0])
-	if main, ok := helpers[name]; ok {
-		os.Exit(main(os.Args[1:]))
-	}
-	fmt.Fprintf(os.Stderr, "%s: the executor runs this program as %s or %s, not as %s\n", ProgramName, removerName, ReaperName, name)
+	fmt.Fprintf(os.Stderr, "%s: the executor runs this program as %s or %s, not as %s\n", ProgramName, removerName, ReaperName, filepath.Base(os.Args[0]))
 	os.Exit(2)
 }
 
