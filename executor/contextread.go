@@ -55,8 +55,17 @@ func (u *unreadableFiles) failed(path string, err error) {
 	if errors.As(err, &pathErr) {
 		err = pathErr.Err
 	}
-	// Worded as a context directory's (mistakes.go), whichever one meets it.
-	u.fail(fmt.Errorf("cannot read %s in the build context %s (%v): make it readable by the executor's user or exclude it in .dockerignore", path, u.context, err))
+	u.fail(errors.New(cannotReadInContext(path, u.context, err.Error())))
+}
+
+// cannotReadInContext is the one wording of an unreadable context path,
+// whether kiln's sender (here) or BuildKit (mistakes.go) meets it first;
+// why, when known, is the system's reason.
+func cannotReadInContext(path, context, why string) string {
+	if why != "" {
+		context += " (" + why + ")"
+	}
+	return fmt.Sprintf("cannot read %s in the build context %s: make it readable by the executor's user or exclude it in .dockerignore", path, context)
 }
 
 // fail keeps the first problem and ends the solve with it.

@@ -116,8 +116,7 @@ var mistakes = []mistake{
 			if !strings.HasPrefix(m[1], strings.TrimSuffix(dir, "/")+"/") {
 				return "" // not the context's: the daemon's own, say
 			}
-			return fmt.Sprintf("%scannot read %s in the build context %s: make it readable by the executor's user or exclude it in .dockerignore",
-				at.prefix(), m[1], at.context)
+			return at.prefix() + cannotReadInContext(m[1], at.context, "")
 		},
 	},
 	{

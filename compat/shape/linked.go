@@ -95,7 +95,7 @@ func (w *layerWriter) intoDirectory(c *layerContent, cmd *instructions.CopyComma
 	if !ok || e.hdr.Typeflag == tar.TypeDir || dir == nil || dir.Typeflag != tar.TypeDir {
 		return nil
 	}
-	if len(cmd.SourcePaths) != 1 || strings.ContainsAny(cmd.SourcePaths[0], "*?[$\\") || e.hdr.Typeflag != tar.TypeReg {
+	if len(cmd.SourcePaths) != 1 || !namedLiterally(cmd.SourcePaths[0]) || e.hdr.Typeflag != tar.TypeReg {
 		return fmt.Errorf("%w: /%s is a directory below", ErrLinkedCopyDiffers, dest)
 	}
 	inside := path.Join(dest, path.Base(cleanPath(cmd.SourcePaths[0])))
@@ -131,7 +131,7 @@ func (w *layerWriter) copiesDirectory(cmd *instructions.CopyCommand) (bool, erro
 		return false, nil
 	}
 	for _, src := range cmd.SourcePaths {
-		if strings.ContainsAny(src, "*?[$\\") {
+		if !namedLiterally(src) {
 			continue
 		}
 		info, err := w.contextSource(cleanPath(src))

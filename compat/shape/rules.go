@@ -164,7 +164,7 @@ func multipleSourcesNeedDir(lower tree, cmd instructions.Command) error {
 		return nil
 	}
 	for _, src := range sd.SourcePaths {
-		if strings.ContainsAny(src, "*?[$\\") {
+		if !namedLiterally(src) {
 			return nil
 		}
 	}
@@ -239,7 +239,7 @@ func (w *layerWriter) contextCopies(lower tree, sd instructions.SourcesAndDest) 
 	dest, destIsDir := copyDest(lower, sd)
 	var copies []contextCopy
 	for _, src := range sd.SourcePaths {
-		if strings.ContainsAny(src, "*?[$\\") || strings.Contains(src, "://") {
+		if !namedLiterally(src) || strings.Contains(src, "://") {
 			continue
 		}
 		rel := cleanPath(src)
@@ -470,7 +470,7 @@ func stageCopyTargets(lower tree, sd instructions.SourcesAndDest) []string {
 	dest, destIsDir := copyDest(lower, sd)
 	var targets []string
 	for _, src := range sd.SourcePaths {
-		if strings.ContainsAny(src, "*?[$\\") {
+		if !namedLiterally(src) {
 			continue
 		}
 		target := dest
@@ -658,6 +658,12 @@ func (f fixes) apply(p string, h *tar.Header) {
 		return
 	}
 	h.Uid, h.Gid, h.Mode = fix[1].uid, fix[1].gid, (h.Mode&^0o7777)|fix[1].mode
+}
+
+// namedLiterally reports whether a COPY/ADD source names one path as
+// written: no wildcard, variable or escape the rules would have to expand.
+func namedLiterally(src string) bool {
+	return !strings.ContainsAny(src, "*?[$\\")
 }
 
 // fileCopy is what COPY and ADD have in common.
