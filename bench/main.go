@@ -117,13 +117,13 @@ func run(ctx context.Context, opts options) error {
 	if opts.runs < 1 || opts.warmup < 0 {
 		return errors.New("-runs must be at least 1 and -warmup at least 0")
 	}
-	var selected []*Scenario
-	for _, n := range opts.scenarios {
-		s := scenarioByName(n)
-		if s == nil {
-			return fmt.Errorf("-scenarios: unknown scenario %q (known: %s)", n, allScenarioNames())
-		}
-		selected = append(selected, s)
+	selected, err := scenariosNamed("-scenarios", opts.scenarios)
+	if err != nil {
+		return err
+	}
+	profiled, err := scenariosNamed("-profile", opts.profile)
+	if err != nil {
+		return err
 	}
 	scratch, err := os.MkdirTemp(opts.scratch, "kiln-bench-")
 	if err != nil {
@@ -146,7 +146,7 @@ func run(ctx context.Context, opts options) error {
 	}
 	defer reg.Close()
 	log.Printf("seeding base images into %s", reg.Host)
-	if err := seedBases(reg, tb, append(selected, profiledScenarios(opts.profile)...)); err != nil {
+	if err := seedBases(reg, tb, append(selected, profiled...)); err != nil {
 		return err
 	}
 	cgroups, err := newCgroupParents()
@@ -160,8 +160,8 @@ func run(ctx context.Context, opts options) error {
 	for _, t := range tools {
 		report.Tools = append(report.Tools, ToolInfo{t.Name, t.Label})
 	}
-	for _, name := range opts.profile {
-		profiles, err := b.profile(ctx, scenarioByName(name))
+	for _, s := range profiled {
+		profiles, err := b.profile(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -183,14 +183,17 @@ func run(ctx context.Context, opts options) error {
 	return nil
 }
 
-func profiledScenarios(names []string) []*Scenario {
+// scenariosNamed looks up the scenarios flag names.
+func scenariosNamed(flag string, names []string) ([]*Scenario, error) {
 	var out []*Scenario
 	for _, n := range names {
-		if s := scenarioByName(n); s != nil {
-			out = append(out, s)
+		s := scenarioByName(n)
+		if s == nil {
+			return nil, fmt.Errorf("%s: unknown scenario %q (known: %s)", flag, n, allScenarioNames())
 		}
+		out = append(out, s)
 	}
-	return out
+	return out, nil
 }
 
 func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *testenv.ProgramTB) ([]*Tool, error) {

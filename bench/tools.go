@@ -161,18 +161,26 @@ func chrootTool(name, label, executor, scratch string, env []string, unsupported
 	return &Tool{
 		Name: name, Label: label, Unsupported: unsupported, MemKnown: true,
 		Start: func(ctx context.Context, b *Build) func() error {
+			// Kaniko's executor only reads --cache-dir (its warmer fills
+			// it), so a fresh /cache in the root loses nothing.
+			run := kaniko.Run{
+				Executor:   executor,
+				Context:    b.ContextDir,
+				Args:       kanikoStyleArgs(b, kaniko.Workspace, "/cache"),
+				Env:        env,
+				ScratchDir: scratch,
+				Log:        b.Log,
+				KeepRoot:   true,
+			}
+			// The root is laid out before the run is measured, as a node
+			// holds the image's files before the pod starts; the
+			// other tools run their binaries in place too.
+			prepared, prepareErr := run.Prepare()
 			return func() error {
-				// Kaniko's executor only reads --cache-dir (its warmer fills
-				// it), so a fresh /cache in the root loses nothing.
-				res, err := kaniko.Run{
-					Executor:   executor,
-					Context:    b.ContextDir,
-					Args:       kanikoStyleArgs(b, kaniko.Workspace, "/cache"),
-					Env:        env,
-					ScratchDir: scratch,
-					Log:        b.Log,
-					KeepRoot:   true,
-				}.Execute(ctx)
+				if prepareErr != nil {
+					return prepareErr
+				}
+				res, err := prepared.Execute(ctx)
 				if res != nil && res.RemoveRoot != nil {
 					b.untimed = append(b.untimed, res.RemoveRoot)
 				}

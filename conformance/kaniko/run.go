@@ -81,8 +81,27 @@ func CheckHost() error {
 	return nil
 }
 
-// Execute runs Kaniko and returns its outcome; errors are harness failures.
-func (r Run) Execute(ctx context.Context) (res *Result, err error) {
+// Execute prepares a fresh root and runs Kaniko in it, returning its
+// outcome; errors are harness failures.
+func (r Run) Execute(ctx context.Context) (*Result, error) {
+	p, err := r.Prepare()
+	if err != nil {
+		return nil, err
+	}
+	return p.Execute(ctx)
+}
+
+// Prepared is a fresh root laid out for one run, as a node holds the
+// image's files before the pod starts.
+type Prepared struct {
+	run           Run
+	scratch, root string
+}
+
+// Prepare lays out the fresh root (executor, context, config) without
+// running anything, so a caller can time the run alone. Execute or Remove
+// must follow.
+func (r Run) Prepare() (*Prepared, error) {
 	if err := CheckHost(); err != nil {
 		return nil, err
 	}
@@ -90,18 +109,28 @@ func (r Run) Execute(ctx context.Context) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	root := filepath.Join(scratch, "root")
-	defer func() {
-		remove := func() { removeRoot(scratch, root) }
-		if r.KeepRoot && res != nil {
-			res.RemoveRoot = remove
-			return
-		}
-		remove()
-	}()
-	if err := r.layout(root); err != nil {
+	p := &Prepared{run: r, scratch: scratch, root: filepath.Join(scratch, "root")}
+	if err := r.layout(p.root); err != nil {
+		p.Remove()
 		return nil, fmt.Errorf("preparing kaniko root: %w", err)
 	}
+	return p, nil
+}
+
+// Remove deletes the fresh root.
+func (p *Prepared) Remove() { removeRoot(p.scratch, p.root) }
+
+// Execute runs Kaniko chrooted into the prepared root; errors are harness
+// failures. The root is removed after, or left to Result.RemoveRoot.
+func (p *Prepared) Execute(ctx context.Context) (res *Result, err error) {
+	r, root, scratch := p.run, p.root, p.scratch
+	defer func() {
+		if r.KeepRoot && res != nil {
+			res.RemoveRoot = p.Remove
+			return
+		}
+		p.Remove()
+	}()
 	timeout := r.Timeout
 	if timeout == 0 {
 		timeout = 30 * time.Minute
