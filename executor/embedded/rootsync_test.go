@@ -52,6 +52,8 @@ func describe(t *testing.T, root string) map[string]string {
 			out[rel] = "link " + target
 		case fi.IsDir():
 			out[rel] = "dir " + fi.Mode().Perm().String() + " " + fi.ModTime().UTC().String()
+		case !fi.Mode().IsRegular():
+			out[rel] = fi.Mode().String() // a read would block on a fifo
 		default:
 			b, _ := os.ReadFile(p)
 			group := rel

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
-	"github.com/containerd/continuity/fs"
+	continuityfs "github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,10 +69,12 @@ func (s *linkSnapshotter) Usage(ctx context.Context, key string) (usage ctdsnaps
 		id, info, usage, err = storage.GetInfo(ctx, key)
 		return err
 	})
-	if err != nil || info.Kind != ctdsnapshot.KindActive {
-		return usage, err
+	if err != nil || (info.Kind == ctdsnapshot.KindView && len(info.Parent) > 0) {
+		return usage, err // a view of a parent has no directory of its own
 	}
-	du, err := fs.DiskUsage(ctx, s.dir(id))
+	// Measured when asked (BuildKit asks lazily, for du and pruning), not
+	// at Commit: a walk of every file per step.
+	du, err := continuityfs.DiskUsage(ctx, s.dir(id))
 	return ctdsnapshot.Usage(du), err
 }
 
@@ -136,31 +139,94 @@ func (s *linkSnapshotter) create(ctx context.Context, kind ctdsnapshot.Kind, key
 }
 
 // linkFarm fills the empty directory dst with src's tree: directories
-// copied with their metadata, everything else hardlinked.
+// made anew with src's metadata, everything else hardlinked. It is every
+// step's start, so a file costs one link(2) where it can: the link keeps
+// the inode's owner, mode, times and xattrs, and its hardlinks.
 func linkFarm(src, dst string) error {
-	if err := linkTree(src, dst, newSkipList()); err != nil {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(src, &sfs); err != nil {
+		return &os.PathError{Op: "statfs", Path: src, Err: err}
+	}
+	f := &farm{
+		// fuse-overlayfs gives a linked file a new time (a copy-up).
+		keepTimes: sfs.Type == unix.FUSE_SUPER_MAGIC,
+		fallback:  &syncer{src: src, dst: dst, skip: newSkipList(), linkFiles: true, links: map[fileID]string{}},
+	}
+	if err := f.dir(""); err != nil {
 		return err
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(src, &st); err != nil {
 		return &os.PathError{Op: "lstat", Path: src, Err: err}
 	}
-	// linkTree leaves the roots' own metadata alone; a snapshot's root is
-	// the image's "/".
+	// A snapshot's root is the image's "/": its metadata too.
 	return copyMetadata(src, dst, &st, true)
+}
+
+type farm struct {
+	keepTimes bool
+	// fallback places what cannot be linked (a file at its link limit,
+	// another filesystem) as the RUN sync does: copied.
+	fallback *syncer
+}
+
+// dir links the entries of rel (made in dst already) from src.
+func (f *farm) dir(rel string) error {
+	src, dst := f.fallback.src, f.fallback.dst
+	entries, err := os.ReadDir(filepath.Join(src, rel))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		child := join(rel, e.Name())
+		srcPath, dstPath := filepath.Join(src, child), filepath.Join(dst, child)
+		switch {
+		case e.IsDir():
+			if err := unix.Mkdir(dstPath, 0o700); err != nil {
+				return &os.PathError{Op: "mkdir", Path: dstPath, Err: err}
+			}
+			if err := f.dir(child); err != nil {
+				return err
+			}
+			var st unix.Stat_t
+			if err := unix.Lstat(srcPath, &st); err != nil {
+				return &os.PathError{Op: "lstat", Path: srcPath, Err: err}
+			}
+			if err := copyMetadata(srcPath, dstPath, &st, true); err != nil {
+				return err
+			}
+		case e.Type()&fs.ModeSocket != 0:
+			// No file content; layers and the RUN sync leave them out.
+		default:
+			if err := f.link(child, srcPath, dstPath); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (f *farm) link(rel, srcPath, dstPath string) error {
+	err := os.Link(srcPath, dstPath)
+	if err == nil && !f.keepTimes {
+		return nil
+	}
+	var st unix.Stat_t
+	if lerr := unix.Lstat(srcPath, &st); lerr != nil {
+		return &os.PathError{Op: "lstat", Path: srcPath, Err: lerr}
+	}
+	if err == nil {
+		return unix.UtimesNanoAt(unix.AT_FDCWD, dstPath, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.EMLINK) && !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	return f.fallback.file(rel, &st, false, nil)
 }
 
 func (s *linkSnapshotter) Commit(ctx context.Context, name, key string, opts ...ctdsnapshot.Opt) error {
 	return s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
-		id, _, _, err := storage.GetInfo(ctx, key)
-		if err != nil {
-			return err
-		}
-		usage, err := fs.DiskUsage(ctx, s.dir(id))
-		if err != nil {
-			return err
-		}
-		if _, err := storage.CommitActive(ctx, key, name, ctdsnapshot.Usage(usage), opts...); err != nil {
+		if _, err := storage.CommitActive(ctx, key, name, ctdsnapshot.Usage{}, opts...); err != nil {
 			return fmt.Errorf("committing snapshot %s: %w", key, err)
 		}
 		return nil

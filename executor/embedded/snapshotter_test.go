@@ -2,9 +2,11 @@ package embedded
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -145,4 +147,113 @@ func TestLinkSnapshotterLeavesRemovedSnapshotsAsideForThrowAwayState(t *testing.
 		}
 		s.Close()
 	}
+}
+
+// TestLinkSnapshotterMeasuresCommittedSnapshotsWhenAsked: Commit no longer
+// walks the tree, so Usage must.
+func TestLinkSnapshotterMeasuresCommittedSnapshotsWhenAsked(t *testing.T) {
+	ctx := context.Background()
+	s, err := newLinkSnapshotter(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Prepare(ctx, "active", ""); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, snapshotDir(t, s, ctx, "active"), map[string]string{"a": string(make([]byte, 64<<10)), "b/c": "x"})
+	if err := s.Commit(ctx, "committed", "active"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.Usage(ctx, "committed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Size < 64<<10 || u.Inodes < 3 {
+		t.Errorf("usage of the committed snapshot is %+v, want at least 64 KiB and 3 inodes", u)
+	}
+	if _, err := s.View(ctx, "view", "committed"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Usage(ctx, "view"); err != nil {
+		t.Errorf("usage of a view: %v", err)
+	}
+}
+
+// TestLinkFarmLinksFilesAndRemakesDirectories: in one filesystem every
+// file is its parent's inode; across filesystems (no link possible) files
+// are copied and hardlink pairs stay pairs. Sockets are left out.
+func TestLinkFarmLinksFilesAndRemakesDirectories(t *testing.T) {
+	for _, tc := range []struct {
+		name, srcParent string
+		linked          bool
+	}{
+		{"same filesystem", t.TempDir(), true},
+		{"another filesystem", shmDir(t), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dst := filepath.Join(tc.srcParent, "src"), filepath.Join(t.TempDir(), "dst")
+			for _, d := range []string{src, dst} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			writeTree(t, src, map[string]string{"a/b/file": "content", "a/link": "->b/file", "a/hard1": "pair"})
+			if err := os.Link(filepath.Join(src, "a/hard1"), filepath.Join(src, "a/hard2")); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkfifo(filepath.Join(src, "fifo"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			sock, err := net.Listen("unix", filepath.Join(src, "a/sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sock.Close()
+			if err := os.Chmod(filepath.Join(src, "a/b"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+			for _, d := range []string{"a/b", "a"} {
+				if err := os.Chtimes(filepath.Join(src, d), old, old); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := describe(t, src)
+			delete(want, "a/sock")
+			if err := linkFarm(src, dst); err != nil {
+				t.Fatal(err)
+			}
+			got := describe(t, dst)
+			if len(got) != len(want) {
+				t.Errorf("farm holds %v, want %v", got, want)
+			}
+			for p, w := range want {
+				if got[p] != w {
+					t.Errorf("%s: farm has %q, source %q", p, got[p], w)
+				}
+			}
+			for _, p := range []string{"a/b/file", "a/link", "a/hard1", "fifo"} {
+				if same := inode(t, filepath.Join(src, p)) == inode(t, filepath.Join(dst, p)); same != tc.linked {
+					t.Errorf("%s shares its source's inode: %v, want %v", p, same, tc.linked)
+				}
+			}
+		})
+	}
+}
+
+// shmDir is a directory on a tmpfs, another filesystem than t.TempDir's
+// here; the test needs one.
+func shmDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "kiln-farm-")
+	if err != nil {
+		t.Fatalf("a tmpfs directory for a cross-filesystem farm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var a, b unix.Stat_t
+	if unix.Stat(dir, &a) != nil || unix.Stat(os.TempDir(), &b) != nil || a.Dev == b.Dev {
+		t.Fatalf("/dev/shm is not another filesystem than %s here", os.TempDir())
+	}
+	return dir
 }
