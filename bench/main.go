@@ -60,6 +60,7 @@ func main() {
 		outDir       = flag.String("out", "bench", "directory for RESULTS.md, results.json and chart.png")
 		binDir       = flag.String("bin", "bin", "directory with kiln's executor, kiln-runc, buildkitd and rootlesskit (make build)")
 		scratchDir   = flag.String("scratch", os.TempDir(), "where contexts, registry blobs and build roots go (not on overlayfs)")
+		scratchFS    = flag.String("scratch-fs", scratchJournaled, scratchJournaled+": in an ext4 filesystem with a journal, made in a sparse file under -scratch and loop-mounted, as a node's disk is; "+scratchHere+": in -scratch as it is")
 		logDir       = flag.String("logs", "", "keep every build's output here (default: discarded)")
 		timeout      = flag.Duration("timeout", 15*time.Minute, "limit for one build")
 		profile      = flag.String("profile", "small,manyfiles", "scenarios to profile kiln's phases on after the benchmark (empty: none)")
@@ -77,7 +78,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, options{
 		scenarios: splitList(*scenarioList), tools: splitList(*toolList), runs: *runs, warmup: *warmup,
-		outDir: *outDir, binDir: *binDir, scratch: *scratchDir, logDir: *logDir, timeout: *timeout,
+		outDir: *outDir, binDir: *binDir, scratch: *scratchDir, scratchFS: *scratchFS, logDir: *logDir, timeout: *timeout,
 		profile: splitList(*profile),
 	}); err != nil {
 		log.Fatalf("bench: %v", err)
@@ -88,7 +89,7 @@ type options struct {
 	scenarios, tools, profile []string
 	runs, warmup              int
 	outDir, binDir, scratch   string
-	logDir                    string
+	scratchFS, logDir         string
 	timeout                   time.Duration
 }
 
@@ -125,7 +126,12 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
-	scratch, err := os.MkdirTemp(opts.scratch, "kiln-bench-")
+	parent, unmount, err := scratchParent(opts.scratchFS, opts.scratch)
+	if err != nil {
+		return err
+	}
+	defer unmount()
+	scratch, err := os.MkdirTemp(parent, "kiln-bench-")
 	if err != nil {
 		return err
 	}
@@ -157,6 +163,9 @@ func run(ctx context.Context, opts options) error {
 
 	b := &bench{opts: opts, reg: reg, scratch: scratch, cgroups: cgroups, tools: tools}
 	report := &Report{Started: time.Now(), Runs: opts.runs, Warmup: opts.warmup, Machine: describeMachine(scratch, opts.binDir)}
+	if opts.scratchFS == scratchJournaled {
+		report.Machine.Disk = "ext4 with a journal, loop-mounted from a sparse file on " + mountOf(opts.scratch)
+	}
 	for _, t := range tools {
 		report.Tools = append(report.Tools, ToolInfo{t.Name, t.Label})
 	}

@@ -94,7 +94,11 @@ func mountOf(path string) string {
 			continue
 		}
 		if (path == f[1] || strings.HasPrefix(path, strings.TrimSuffix(f[1], "/")+"/")) && len(f[1]) > len(best) {
-			best, desc = f[1], fmt.Sprintf("%s (%s) mounted at %s", f[0], f[2], f[1])
+			fsType := f[2]
+			if j := journalOf(f[0]); fsType == "ext4" && j != "" {
+				fsType += " " + j
+			}
+			best, desc = f[1], fmt.Sprintf("%s (%s) mounted at %s", f[0], fsType, f[1])
 		}
 	}
 	var st syscall.Statfs_t
