@@ -216,6 +216,16 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 		executor, err = privateBinaries(binDir, filepath.Join(scratch, "bin"))
 		return executor, err
 	}
+	// kiln keeps its BuildKit state and work dirs in the temporary dir
+	// (the runtime dir when rootless): here on the scratch filesystem, as
+	// in a pod they are on the node's disk, beside Kaniko's root.
+	tmp := filepath.Join(scratch, "tmp")
+	if err := os.Mkdir(tmp, 0o1777); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(tmp, 0o1777); err != nil { // past the umask
+		return nil, err
+	}
 	for _, n := range names {
 		switch n {
 		case "kiln-root":
@@ -227,7 +237,7 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 			if err := os.MkdirAll(home, 0o700); err != nil {
 				return nil, err
 			}
-			tools = append(tools, kilnRoot(exe, home))
+			tools = append(tools, kilnRoot(exe, home, tmp))
 		case "kiln-rootless":
 			exe, err := kilnExecutor()
 			if err != nil {
@@ -237,7 +247,7 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 			if err != nil {
 				return nil, err
 			}
-			tools = append(tools, kilnRootless(exe, user))
+			tools = append(tools, kilnRootless(exe, user, tmp))
 		case "kiln-embedded":
 			exe, err := kilnExecutor()
 			if err != nil {

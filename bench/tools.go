@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -103,13 +104,13 @@ func (t *tailBuffer) last() string {
 func supportsAll(*Scenario) string { return "" }
 
 // kilnRoot runs kiln as root: a private rootful buildkitd.
-func kilnRoot(executor, home string) *Tool {
+func kilnRoot(executor, home, tmp string) *Tool {
 	return &Tool{
 		Name: "kiln-root", Label: "kiln (root)", Unsupported: supportsAll, MemKnown: true,
 		Start: func(ctx context.Context, b *Build) func() error {
 			return func() error {
 				cmd := exec.CommandContext(ctx, executor, kanikoStyleArgs(b, b.ContextDir, b.CacheDir)...)
-				cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
+				cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + tmp}
 				return runCommand(cmd, b.Log)
 			}
 		},
@@ -122,12 +123,18 @@ func kilnRoot(executor, home string) *Tool {
 }
 
 // kilnRootless runs kiln as an unprivileged user: rootlesskit + buildkitd.
-func kilnRootless(executor string, user testenv.User) *Tool {
+func kilnRootless(executor string, user testenv.User, tmp string) *Tool {
 	return &Tool{
 		Name: "kiln-rootless", Label: "kiln (rootless)", Unsupported: supportsAll, MemKnown: true,
 		Start: func(ctx context.Context, b *Build) func() error {
 			return func() error {
-				return runCommand(user.Command(ctx, executor, kanikoStyleArgs(b, b.ContextDir, b.CacheDir)...), b.Log)
+				cmd := user.Command(ctx, executor, kanikoStyleArgs(b, b.ContextDir, b.CacheDir)...)
+				// Without a runtime dir, as in a pod, kiln's state goes to
+				// TMPDIR.
+				cmd.Env = append(slices.DeleteFunc(cmd.Env, func(e string) bool {
+					return strings.HasPrefix(e, "XDG_RUNTIME_DIR=")
+				}), "TMPDIR="+tmp)
+				return runCommand(cmd, b.Log)
 			}
 		},
 		After: func(*Build, bool) {},
