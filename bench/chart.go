@@ -74,7 +74,7 @@ func writeChart(path string, r *Report) error {
 	width := chartLabelW + 2*(chartPanelW+chartPanelGap)
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
 	fillRect(img, 0, 0, width, height, chartBG)
-	drawText(img, 10, 10, chartScale, "kiln vs Kaniko v1.23.2: median of each tool / Kaniko (1.0 = red line; shorter is better)", chartInk)
+	drawText(img, 10, 10, chartScale, "kiln vs Kaniko v1.23.2: median of each tool / Kaniko (1.0 = red line, shorter is better)", chartInk)
 
 	panels := []struct {
 		title string
