@@ -216,9 +216,9 @@ func makeTools(ctx context.Context, names []string, scratch, binDir string, tb *
 		executor, err = privateBinaries(binDir, filepath.Join(scratch, "bin"))
 		return executor, err
 	}
-	// kiln keeps its BuildKit state and work dirs in the temporary dir
-	// (the runtime dir when rootless): here on the scratch filesystem, as
-	// in a pod they are on the node's disk, beside Kaniko's root.
+	// Without a writable /kaniko, kiln keeps its BuildKit state and work
+	// dirs in TMPDIR: here on the scratch filesystem, as in a pod they are
+	// on the node's disk, beside Kaniko's root.
 	tmp := filepath.Join(scratch, "tmp")
 	if err := os.Mkdir(tmp, 0o1777); err != nil {
 		return nil, err
