@@ -87,8 +87,8 @@ func scratchParent(fs, scratch string) (string, func(), error) {
 	return "", nil, fmt.Errorf("-scratch-fs: %q is neither %s nor %s", fs, scratchJournaled, scratchHere)
 }
 
-// journalOf says whether the ext4 filesystem holding path has a journal
-// ("" when it cannot tell).
+// journalOf says whether the ext4 filesystem on device has a journal ("" when
+// it cannot tell, as when the device is not readable).
 func journalOf(device string) string {
 	if !strings.HasPrefix(device, "/dev/") {
 		return ""

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,11 +107,7 @@ type SolveResult struct {
 func Solve(ctx context.Context, c *client.Client, req SolveRequest) (*SolveResult, error) {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	contextName := req.ContextName
-	if contextName == "" {
-		contextName = req.ContextDir
-	}
-	req.unreadable = newUnreadableFiles(stop, contextName)
+	req.unreadable = newUnreadableFiles(stop, cmp.Or(req.ContextName, req.ContextDir))
 	req.Progress.notStarted = newNotStartedSteps()
 	opt, err := solveOpt(req)
 	if err != nil {
